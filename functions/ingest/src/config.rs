@@ -1,0 +1,122 @@
+//! The ingest function's settings, all from environment variables.
+
+use std::time::Duration;
+
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `CONSUMER_GROUP` | `logpipe-ingest` | the ESM's consumer group id (key of `ingest_progress`) |
+/// | `REPORT_BATCH_ITEM_FAILURES` | `false` | `true` only when the ESM has `FunctionResponseTypes: [ReportBatchItemFailures]` |
+/// | `FORWARD_TOPIC` | `log-processing` | where normalized records go; empty disables forwarding |
+/// | `DLQ_SUFFIX` | `.dlq` | dead-letter topic = source topic + suffix |
+/// | `MAX_RECORD_BYTES` | `262144` | larger values are dead-lettered (`oversized`) |
+/// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`) |
+/// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
+/// | `AWS_LAMBDA_FUNCTION_NAME` | `ingest` | named in dead-letter headers |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub consumer_group: String,
+    pub report_batch_item_failures: bool,
+    pub forward_topic: Option<String>,
+    pub dlq_suffix: String,
+    pub max_record_bytes: usize,
+    pub dlq_max_value_bytes: usize,
+    pub message_timeout: Duration,
+    pub function_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ingest configuration is invalid: {0}")]
+pub struct ConfigError(pub String);
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            consumer_group: "logpipe-ingest".into(),
+            report_batch_item_failures: false,
+            forward_topic: Some("log-processing".into()),
+            dlq_suffix: ".dlq".into(),
+            max_record_bytes: 256 * 1024,
+            dlq_max_value_bytes: 900_000,
+            message_timeout: Duration::from_secs(20),
+            function_name: "ingest".into(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let number = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                Some(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{key}={v:?} is not a number"))),
+                _ => Ok(default),
+            }
+        };
+        let report = match get("REPORT_BATCH_ITEM_FAILURES").as_deref().map(str::trim) {
+            None | Some("") => d.report_batch_item_failures,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+            Some(v) => {
+                return Err(ConfigError(format!(
+                    "REPORT_BATCH_ITEM_FAILURES={v:?}: expected true or false"
+                )));
+            }
+        };
+        Ok(Self {
+            consumer_group: get("CONSUMER_GROUP")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(d.consumer_group),
+            report_batch_item_failures: report,
+            forward_topic: match get("FORWARD_TOPIC") {
+                Some(t) if t.trim().is_empty() => None,
+                Some(t) => Some(t),
+                None => d.forward_topic,
+            },
+            dlq_suffix: get("DLQ_SUFFIX")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(d.dlq_suffix),
+            max_record_bytes: number("MAX_RECORD_BYTES", d.max_record_bytes as u64)? as usize,
+            dlq_max_value_bytes: number("DLQ_MAX_VALUE_BYTES", d.dlq_max_value_bytes as u64)?
+                as usize,
+            message_timeout: Duration::from_millis(number(
+                "KAFKA_MESSAGE_TIMEOUT_MS",
+                d.message_timeout.as_millis() as u64,
+            )?),
+            function_name: get("AWS_LAMBDA_FUNCTION_NAME")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(d.function_name),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = IngestConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(c, IngestConfig::default());
+        let c = IngestConfig::from_lookup(|k| match k {
+            "REPORT_BATCH_ITEM_FAILURES" => Some("TRUE".into()),
+            "FORWARD_TOPIC" => Some("".into()),
+            "MAX_RECORD_BYTES" => Some("10".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.report_batch_item_failures);
+        assert_eq!(c.forward_topic, None);
+        assert_eq!(c.max_record_bytes, 10);
+        assert!(IngestConfig::from_lookup(|k| (k == "REPORT_BATCH_ITEM_FAILURES").then(|| "yes".into())).is_err());
+        assert!(
+            IngestConfig::from_lookup(|k| (k == "MAX_RECORD_BYTES").then(|| "big".into())).is_err()
+        );
+    }
+}

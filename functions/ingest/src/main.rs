@@ -1,0 +1,16 @@
+//! Wiring only: logs, clients built once, then the runtime loop.
+
+use lambda_runtime::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logpipe_telemetry::init_json_logs();
+    let ingestor = ingest::from_env().await?;
+    // Migrate and check topics at init so misconfiguration shows up in the
+    // init log; neither is fatal (the first batch retries the migration).
+    if let Err(error) = ingestor.ensure_schema().await {
+        tracing::error!(%error, "database not ready at init");
+    }
+    ingestor.check_topics().await;
+    run(service_fn(|event| ingest::handle(&ingestor, event))).await
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what logpipe's make targets need, skipping whatever is present:
+#   - apt packages (cmake for librdkafka, PostgreSQL server binaries) when root
+#   - the Tansu broker (cargo install, ~10 min the first time)
+#   - a project-local Python venv (.venv) with moto and cargo-lambda
+# Usage: scripts/bootstrap.sh [stack|lambda|all]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v c++ >/dev/null || need_apt+=(g++)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  need_apt+=(postgresql)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing apt packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    say "missing system packages: ${need_apt[*]} — install them (e.g. sudo apt-get install ${need_apt[*]})"
+    exit 1
+  fi
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null; then
+  say "installing the Tansu broker (cargo install tansu 0.6.0; ~10 minutes on 2 cores, once)"
+  cargo install --locked tansu --version 0.6.0 --features dynostore
+fi
+
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating the project venv ($venv)"
+  python3 -m venv "$venv"
+fi
+pkgs=()
+[ -x "$venv/bin/moto_server" ] || pkgs+=("moto[server]==5.*")
+if [ "$what" != stack ]; then
+  [ -x "$venv/bin/cargo-lambda" ] || pkgs+=("cargo-lambda")
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  say "installing into $venv: ${pkgs[*]}"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+fi
+say "tools ready"

@@ -1,0 +1,20 @@
+//! Kafka adapter for logpipe.
+//!
+//! - [`event`]: the AWS Lambda Kafka event (MSK and self-managed/Confluent),
+//!   decoded record by record so one malformed record never fails the batch,
+//!   and built from consumed messages (tests, local event source mappings).
+//! - [`settings`]: bootstrap servers and security (PLAINTEXT, SASL PLAIN/SCRAM,
+//!   SSL, mutual TLS) from the environment and Secrets Manager.
+//! - [`producer`]: publishes many messages at once and reports each delivery.
+//! - [`response`]: the partial batch response (`batchItemFailures`).
+
+pub mod event;
+pub mod producer;
+pub mod response;
+pub mod settings;
+
+pub use event::{DecodedEvent, EventRecord, EventSource, InputRecord, RecordError};
+pub use producer::{OutMessage, PublishError, PublishErrorKind, Publisher};
+pub use rdkafka;
+pub use response::{BatchItemFailure, BatchResponse, ItemIdentifier};
+pub use settings::{KafkaSettings, SecurityProtocol, SettingsError};

@@ -1,0 +1,319 @@
+//! Publishing with per-message delivery reports.
+//!
+//! The producer is created once per Lambda sandbox (at init), is idempotent
+//! with `acks=all`, and every call waits for the broker to acknowledge each
+//! message — nothing is left in a queue when the sandbox freezes.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::join_all;
+use logpipe_secrets::{KafkaSecret, SecretsCache};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::settings::{KafkaSettings, SaslCredentials};
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutMessage {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishErrorKind {
+    BrokerUnreachable,
+    AuthFailed,
+    TopicMissing,
+    TooLarge,
+    Config,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PublishError {
+    #[error("Kafka broker unreachable ({servers}) while publishing to {topic}: {detail}")]
+    BrokerUnreachable {
+        servers: String,
+        topic: String,
+        detail: String,
+    },
+    #[error("Kafka authentication failed ({servers}) while publishing to {topic}: {detail}")]
+    AuthFailed {
+        servers: String,
+        topic: String,
+        detail: String,
+    },
+    #[error(
+        "Kafka topic {topic} is missing on {servers}: create it (make topics) or fix the topic name"
+    )]
+    TopicMissing { servers: String, topic: String },
+    #[error("message for {topic} is larger than the broker accepts: {detail}")]
+    TooLarge { topic: String, detail: String },
+    #[error("Kafka client configuration failed: {0}")]
+    Config(String),
+    #[error("publishing to {topic} failed: {detail}")]
+    Other { topic: String, detail: String },
+}
+
+impl PublishError {
+    pub fn kind(&self) -> PublishErrorKind {
+        match self {
+            PublishError::BrokerUnreachable { .. } => PublishErrorKind::BrokerUnreachable,
+            PublishError::AuthFailed { .. } => PublishErrorKind::AuthFailed,
+            PublishError::TopicMissing { .. } => PublishErrorKind::TopicMissing,
+            PublishError::TooLarge { .. } => PublishErrorKind::TooLarge,
+            PublishError::Config(_) => PublishErrorKind::Config,
+            PublishError::Other { .. } => PublishErrorKind::Other,
+        }
+    }
+
+    /// Whether the same message may go through later. Only a message the
+    /// broker will never accept is permanent; a missing topic or rejected
+    /// credentials are fixed by an operator, after which the retry succeeds.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, PublishError::TooLarge { .. })
+    }
+
+    fn classify(servers: &str, topic: &str, err: &KafkaError) -> Self {
+        let servers = servers.to_string();
+        let topic = topic.to_string();
+        let detail = err.to_string();
+        use RDKafkaErrorCode as C;
+        match err.rdkafka_error_code() {
+            Some(
+                C::MessageTimedOut
+                | C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::Resolve,
+            ) => PublishError::BrokerUnreachable {
+                servers,
+                topic,
+                detail,
+            },
+            Some(
+                C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TopicAuthorizationFailed
+                | C::UnsupportedSASLMechanism
+                | C::IllegalSASLState,
+            ) => PublishError::AuthFailed {
+                servers,
+                topic,
+                detail,
+            },
+            Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition) => {
+                PublishError::TopicMissing { servers, topic }
+            }
+            Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => {
+                PublishError::TooLarge { topic, detail }
+            }
+            _ => PublishError::Other { topic, detail },
+        }
+    }
+}
+
+/// Where a message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub struct Publisher {
+    settings: KafkaSettings,
+    secrets: Option<Arc<SecretsCache>>,
+    message_timeout: Duration,
+    producer: RwLock<FutureProducer>,
+}
+
+impl Publisher {
+    /// Builds the producer (reading the SASL secret when one is configured).
+    /// `message_timeout` bounds how long a message may wait for the broker;
+    /// keep it well under the function timeout.
+    pub async fn new(
+        settings: KafkaSettings,
+        secrets: Option<Arc<SecretsCache>>,
+        message_timeout: Duration,
+    ) -> Result<Self, PublishError> {
+        let producer =
+            build_producer(&settings, secrets.as_deref(), message_timeout, false).await?;
+        Ok(Self {
+            settings,
+            secrets,
+            message_timeout,
+            producer: RwLock::new(producer),
+        })
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.settings.bootstrap_servers
+    }
+
+    fn producer(&self) -> FutureProducer {
+        // FutureProducer is a cheap handle (Arc inside); a poisoned lock only
+        // means a panic elsewhere while swapping, and the old value is fine.
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publishes every message concurrently and waits for each delivery.
+    /// Results are in the order of `messages`.
+    pub async fn publish_all(
+        &self,
+        messages: &[OutMessage],
+    ) -> Vec<Result<Delivered, PublishError>> {
+        let producer = self.producer();
+        let servers = self.settings.bootstrap_servers.as_str();
+        let sends = messages.iter().map(|m| {
+            let producer = &producer;
+            async move {
+                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                for (name, value) in &m.headers {
+                    headers = headers.insert(Header {
+                        key: name,
+                        value: Some(value),
+                    });
+                }
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&m.topic).headers(headers);
+                if let Some(k) = &m.key {
+                    record = record.key(k.as_slice());
+                }
+                if let Some(p) = &m.payload {
+                    record = record.payload(p.as_slice());
+                }
+                match producer.send(record, self.message_timeout).await {
+                    Ok(d) => Ok(Delivered {
+                        partition: d.partition,
+                        offset: d.offset,
+                    }),
+                    Err((e, _)) => Err(PublishError::classify(servers, &m.topic, &e)),
+                }
+            }
+        });
+        let results = join_all(sends).await;
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(PublishError::AuthFailed { .. })))
+        {
+            self.refresh_credentials().await;
+        }
+        results
+    }
+
+    /// Rebuilds the producer with freshly read credentials (after a rotation).
+    pub async fn refresh_credentials(&self) {
+        if !matches!(self.settings.credentials, SaslCredentials::Secret { .. }) {
+            return;
+        }
+        match build_producer(
+            &self.settings,
+            self.secrets.as_deref(),
+            self.message_timeout,
+            true,
+        )
+        .await
+        {
+            Ok(p) => {
+                tracing::warn!(
+                    "Kafka rejected the credentials; rebuilt the producer with the re-read secret"
+                );
+                match self.producer.write() {
+                    Ok(mut guard) => *guard = p,
+                    Err(poisoned) => *poisoned.into_inner() = p,
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not rebuild the Kafka producer"),
+        }
+    }
+
+    /// Checks that the broker answers and the topics exist, with a specific
+    /// error for each case. Used at init to log a clear message early.
+    pub async fn check_topics(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let producer = self.producer();
+        let servers = self.settings.bootstrap_servers.clone();
+        let wanted: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map_err(|e| PublishError::classify(&servers, "(metadata)", &e))?;
+            for topic in &wanted {
+                let found = metadata.topics().iter().any(|t| {
+                    t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                });
+                if !found {
+                    return Err(PublishError::TopicMissing {
+                        servers: servers.clone(),
+                        topic: topic.clone(),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| PublishError::Config(format!("metadata check panicked: {e}")))?
+    }
+
+    /// Waits for anything still queued (normally nothing: `publish_all` waits).
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer().flush(timeout);
+    }
+}
+
+async fn build_producer(
+    settings: &KafkaSettings,
+    secrets: Option<&SecretsCache>,
+    message_timeout: Duration,
+    refresh_secret: bool,
+) -> Result<FutureProducer, PublishError> {
+    let secret: Option<KafkaSecret> = match (&settings.credentials, secrets) {
+        (SaslCredentials::Secret { arn }, Some(cache)) => Some(
+            cache
+                .get_json(arn, refresh_secret)
+                .await
+                .map_err(|e| PublishError::Config(e.to_string()))?,
+        ),
+        (SaslCredentials::Secret { arn }, None) => {
+            return Err(PublishError::Config(format!(
+                "KAFKA_SECRET_ARN={arn} is set but no Secrets Manager client was given"
+            )));
+        }
+        _ => None,
+    };
+    let mut config = settings
+        .client_config(secret.as_ref())
+        .map_err(|e| PublishError::Config(e.to_string()))?;
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.kbytes", "65536")
+        .set(
+            "message.timeout.ms",
+            message_timeout.as_millis().to_string(),
+        )
+        // Do not wait the default 30 s for a topic that does not exist.
+        .set("topic.metadata.propagation.max.ms", "5000");
+    config
+        .create()
+        .map_err(|e| PublishError::Config(e.to_string()))
+}

@@ -1,0 +1,293 @@
+//! Kafka client settings: bootstrap servers and security, from the
+//! environment, with SASL credentials optionally from Secrets Manager.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `KAFKA_BOOTSTRAP_SERVERS` | `host:port,...` (required) |
+//! | `KAFKA_SECURITY_PROTOCOL` | `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` |
+//! | `KAFKA_SASL_MECHANISM` | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` (default for SASL) |
+//! | `KAFKA_SECRET_ARN` | secret `{username,password}` for SASL |
+//! | `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` | SASL credentials without a secret (local use) |
+//! | `KAFKA_SSL_CA_LOCATION` | CA bundle to verify brokers (default: system store) |
+//! | `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | client certificate for mutual TLS |
+//! | `KAFKA_CLIENT_ID` | client id (default: the function name) |
+
+use logpipe_secrets::KafkaSecret;
+use rdkafka::ClientConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(s: &str) -> Result<Self, SettingsError> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Ok(Self::Plaintext),
+            "SSL" => Ok(Self::Ssl),
+            "SASL_PLAINTEXT" => Ok(Self::SaslPlaintext),
+            "SASL_SSL" => Ok(Self::SaslSsl),
+            _ => Err(SettingsError(format!(
+                "KAFKA_SECURITY_PROTOCOL={s:?}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+            ))),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Kafka configuration is invalid: {0}")]
+pub struct SettingsError(pub String);
+
+/// Where SASL credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslCredentials {
+    None,
+    Inline { username: String, password: String },
+    Secret { arn: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub protocol: SecurityProtocol,
+    pub sasl_mechanism: String,
+    pub credentials: SaslCredentials,
+    pub ssl_ca_location: Option<String>,
+    pub ssl_certificate_location: Option<String>,
+    pub ssl_key_location: Option<String>,
+    pub ssl_key_password: Option<String>,
+    pub client_id: String,
+}
+
+impl KafkaSettings {
+    pub fn from_env(default_client_id: &str) -> Result<Self, SettingsError> {
+        Self::from_lookup(default_client_id, |k| std::env::var(k).ok())
+    }
+
+    /// Same as [`from_env`](Self::from_env) over any key lookup (tests).
+    pub fn from_lookup(
+        default_client_id: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let bootstrap_servers = get("KAFKA_BOOTSTRAP_SERVERS")
+            .ok_or_else(|| SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set".into()))?;
+        let protocol = match get("KAFKA_SECURITY_PROTOCOL") {
+            Some(p) => SecurityProtocol::parse(&p)?,
+            None => SecurityProtocol::Plaintext,
+        };
+        let sasl_mechanism = get("KAFKA_SASL_MECHANISM")
+            .map(|m| m.to_ascii_uppercase())
+            .unwrap_or_else(|| "SCRAM-SHA-512".into());
+        if !matches!(
+            sasl_mechanism.as_str(),
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+        ) {
+            return Err(SettingsError(format!(
+                "KAFKA_SASL_MECHANISM={sasl_mechanism:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            )));
+        }
+        let credentials = match (
+            get("KAFKA_SECRET_ARN"),
+            get("KAFKA_SASL_USERNAME"),
+            get("KAFKA_SASL_PASSWORD"),
+        ) {
+            (Some(arn), _, _) => SaslCredentials::Secret { arn },
+            (None, Some(username), Some(password)) => {
+                SaslCredentials::Inline { username, password }
+            }
+            _ => SaslCredentials::None,
+        };
+        if protocol.uses_sasl() && credentials == SaslCredentials::None {
+            return Err(SettingsError(format!(
+                "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SECRET_ARN or KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD",
+                protocol.as_str().to_ascii_uppercase()
+            )));
+        }
+        let ssl_certificate_location = get("KAFKA_SSL_CERTIFICATE_LOCATION");
+        let ssl_key_location = get("KAFKA_SSL_KEY_LOCATION");
+        if ssl_certificate_location.is_some() != ssl_key_location.is_some() {
+            return Err(SettingsError(
+                "mutual TLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            bootstrap_servers,
+            protocol,
+            sasl_mechanism,
+            credentials,
+            ssl_ca_location: get("KAFKA_SSL_CA_LOCATION"),
+            ssl_certificate_location,
+            ssl_key_location,
+            ssl_key_password: get("KAFKA_SSL_KEY_PASSWORD"),
+            client_id: get("KAFKA_CLIENT_ID").unwrap_or_else(|| default_client_id.to_string()),
+        })
+    }
+
+    pub fn plaintext(bootstrap_servers: &str, client_id: &str) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.to_string(),
+            protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            credentials: SaslCredentials::None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            client_id: client_id.to_string(),
+        }
+    }
+
+    /// The librdkafka configuration. `secret` must be given when the
+    /// credentials come from a secret.
+    pub fn client_config(
+        &self,
+        secret: Option<&KafkaSecret>,
+    ) -> Result<ClientConfig, SettingsError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            .set("security.protocol", self.protocol.as_str());
+        if self.protocol.uses_sasl() {
+            let (user, pass) = match (&self.credentials, secret) {
+                (SaslCredentials::Inline { username, password }, _) => (username, password),
+                (SaslCredentials::Secret { .. }, Some(s)) => (&s.username, &s.password),
+                (SaslCredentials::Secret { arn }, None) => {
+                    return Err(SettingsError(format!(
+                        "the Kafka secret {arn} was not read"
+                    )));
+                }
+                (SaslCredentials::None, _) => {
+                    return Err(SettingsError("SASL needs credentials".into()));
+                }
+            };
+            c.set("sasl.mechanism", &self.sasl_mechanism)
+                .set("sasl.username", user)
+                .set("sasl.password", pass);
+        }
+        if matches!(
+            self.protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        ) {
+            if let Some(ca) = &self.ssl_ca_location {
+                c.set("ssl.ca.location", ca);
+            }
+            if let (Some(cert), Some(key)) =
+                (&self.ssl_certificate_location, &self.ssl_key_location)
+            {
+                c.set("ssl.certificate.location", cert)
+                    .set("ssl.key.location", key);
+                if let Some(pw) = &self.ssl_key_password {
+                    c.set("ssl.key.password", pw);
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<KafkaSettings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        KafkaSettings::from_lookup("ingest", |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn plaintext_by_default() {
+        let s = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "b:9092")]).unwrap();
+        let c = s.client_config(None).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("client.id"), Some("ingest"));
+        assert_eq!(c.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn sasl_scram_with_a_secret() {
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9096"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-256"),
+            (
+                "KAFKA_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:AmazonMSK_x",
+            ),
+        ])
+        .unwrap();
+        assert!(
+            s.client_config(None).is_err(),
+            "the secret must be read first"
+        );
+        let secret = KafkaSecret {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let c = s.client_config(Some(&secret)).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(c.get("sasl.username"), Some("u"));
+    }
+
+    #[test]
+    fn mutual_tls_and_bad_combinations() {
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9094"),
+            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("KAFKA_SSL_CERTIFICATE_LOCATION", "/c.pem"),
+            ("KAFKA_SSL_KEY_LOCATION", "/k.pem"),
+        ])
+        .unwrap();
+        let c = s.client_config(None).unwrap();
+        assert_eq!(c.get("ssl.certificate.location"), Some("/c.pem"));
+        assert!(
+            settings(&[
+                ("KAFKA_BOOTSTRAP_SERVERS", "b"),
+                ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+            ])
+            .is_err()
+        );
+        assert!(
+            settings(&[
+                ("KAFKA_BOOTSTRAP_SERVERS", "b"),
+                ("KAFKA_SECURITY_PROTOCOL", "TLS")
+            ])
+            .is_err()
+        );
+        assert!(
+            settings(&[
+                ("KAFKA_BOOTSTRAP_SERVERS", "b"),
+                ("KAFKA_SSL_KEY_LOCATION", "/k")
+            ])
+            .is_err()
+        );
+        assert!(
+            settings(&[])
+                .unwrap_err()
+                .0
+                .contains("KAFKA_BOOTSTRAP_SERVERS")
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! PostgreSQL adapter for logpipe: connection management with Secrets
+//! Manager credentials, migrations, and idempotent batch writes.
+
+mod connection;
+mod error;
+mod migrate;
+mod store;
+
+pub use connection::{Database, DbSettings, DbSource};
+pub use error::DbError;
+pub use migrate::migrate;
+pub use store::{PartitionProgress, copy_records, insert_records, load_progress, store_batch};
+pub use tokio_postgres;

@@ -1,0 +1,32 @@
+//! Schema migrations (refinery), safe to run from many cold starts at once.
+
+use tokio_postgres::Client;
+
+use crate::error::DbError;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Arbitrary but fixed key for the advisory lock that serializes migrations
+/// across concurrently starting functions.
+const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6770_6970_6501;
+
+/// Applies every pending migration. Concurrent callers wait for each other.
+pub async fn migrate(client: &mut Client) -> Result<usize, DbError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(DbError::from_query)?;
+    let result = embedded::migrations::runner().run_async(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(DbError::from_query)?;
+    let report = result.map_err(|e| DbError::Migration(e.to_string()))?;
+    let applied = report.applied_migrations().len();
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(applied)
+}

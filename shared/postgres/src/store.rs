@@ -1,0 +1,244 @@
+//! Idempotent batch writes of normalized records, with the consumer
+//! progress in the same transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use logpipe_schema::LogRecord;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::{Client, Transaction};
+
+use crate::error::DbError;
+
+/// The `logs` columns written by COPY, in order (everything but `ingested_at`).
+const COLUMNS: &str = "topic, kafka_partition, kafka_offset, seq, kafka_timestamp, event_time, \
+    source_type, service, host, level, message, http_method, http_path, http_protocol, \
+    http_status, http_bytes, http_referrer, user_agent, client_ip, latency_ms, metrics, \
+    attributes, raw";
+
+const TYPES: [Type; 23] = [
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+    Type::INT4,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INET,
+    Type::FLOAT8,
+    Type::JSONB,
+    Type::JSONB,
+    Type::TEXT,
+];
+
+/// How far a consumer group got in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionProgress {
+    pub topic: String,
+    pub partition: i32,
+    /// Highest offset fully handled (stored or dead-lettered).
+    pub last_offset: i64,
+}
+
+/// Last handled offsets of `group` for the given partitions (absent when the
+/// group never wrote to that partition).
+pub async fn load_progress(
+    client: &Client,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, DbError> {
+    let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+    let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    let rows = client
+        .query(
+            "SELECT p.topic, p.kafka_partition, p.last_offset
+               FROM ingest_progress p
+               JOIN unnest($2::text[], $3::int4[]) AS want(topic, kafka_partition)
+                 ON want.topic = p.topic AND want.kafka_partition = p.kafka_partition
+              WHERE p.consumer_group = $1",
+            &[&group, &topics, &numbers],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get::<_, String>(0), r.get::<_, i32>(1)),
+                r.get::<_, i64>(2),
+            )
+        })
+        .collect())
+}
+
+/// Writes `records` (each must carry its Kafka coordinates) and advances
+/// `progress`, all in one transaction. Rows already present are skipped.
+/// Returns how many rows were new.
+pub async fn store_batch(
+    client: &mut Client,
+    group: &str,
+    records: &[LogRecord],
+    progress: &[PartitionProgress],
+) -> Result<u64, DbError> {
+    let txn = client.transaction().await.map_err(DbError::from_query)?;
+    let inserted = insert_records(&txn, records).await?;
+    save_progress(&txn, group, progress).await?;
+    txn.commit().await.map_err(DbError::from_query)?;
+    Ok(inserted)
+}
+
+/// Binary COPY into a session-local staging table, then one
+/// `INSERT … ON CONFLICT DO NOTHING`: COPY speed with idempotence.
+pub async fn insert_records(txn: &Transaction<'_>, records: &[LogRecord]) -> Result<u64, DbError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    txn.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS logs_staging
+             (LIKE logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .map_err(DbError::from_query)?;
+    copy_records(txn, "logs_staging", records).await?;
+    txn.execute(
+        &format!(
+            "INSERT INTO logs ({COLUMNS}) SELECT {COLUMNS} FROM logs_staging
+             ON CONFLICT DO NOTHING"
+        ),
+        &[],
+    )
+    .await
+    .map_err(DbError::from_query)
+}
+
+/// Plain binary COPY of `records` into `table` (no conflict handling). The
+/// ingest path uses it for the staging table; the benchmark uses it as the
+/// baseline.
+pub async fn copy_records(
+    client: &Transaction<'_>,
+    table: &str,
+    records: &[LogRecord],
+) -> Result<u64, DbError> {
+    let sink = client
+        .copy_in(&format!(
+            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await
+        .map_err(DbError::from_query)?;
+    let writer = BinaryCopyInWriter::new(sink, &TYPES);
+    pin_mut!(writer);
+    for record in records {
+        let row = Row::from_record(record)?;
+        writer
+            .as_mut()
+            .write(&row.values())
+            .await
+            .map_err(DbError::from_query)?;
+    }
+    writer.finish().await.map_err(DbError::from_query)
+}
+
+async fn save_progress(
+    txn: &Transaction<'_>,
+    group: &str,
+    progress: &[PartitionProgress],
+) -> Result<(), DbError> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<&str> = progress.iter().map(|p| p.topic.as_str()).collect();
+    let partitions: Vec<i32> = progress.iter().map(|p| p.partition).collect();
+    let offsets: Vec<i64> = progress.iter().map(|p| p.last_offset).collect();
+    // GREATEST: a late retry of an older batch must never move progress back.
+    txn.execute(
+        "INSERT INTO ingest_progress AS p (consumer_group, topic, kafka_partition, last_offset)
+         SELECT $1, t, k, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, k, o)
+         ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
+            SET last_offset = GREATEST(p.last_offset, EXCLUDED.last_offset),
+                updated_at = now()",
+        &[&group, &topics, &partitions, &offsets],
+    )
+    .await
+    .map_err(DbError::from_query)?;
+    Ok(())
+}
+
+/// One record as COPY values.
+struct Row<'a> {
+    record: &'a LogRecord,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    seq: i32,
+    kafka_timestamp: DateTime<Utc>,
+    source_type: &'static str,
+    level: Option<&'static str>,
+    status: Option<i32>,
+    metrics: Json<&'a std::collections::BTreeMap<String, f64>>,
+    attributes: Json<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'a> Row<'a> {
+    fn from_record(record: &'a LogRecord) -> Result<Self, DbError> {
+        let kafka = record.kafka.as_ref().ok_or_else(|| {
+            DbError::Config("a record without Kafka coordinates cannot be stored".into())
+        })?;
+        Ok(Self {
+            record,
+            topic: &kafka.topic,
+            partition: kafka.partition,
+            offset: kafka.offset,
+            seq: kafka.seq,
+            kafka_timestamp: DateTime::from_timestamp_millis(kafka.timestamp_ms)
+                .unwrap_or(record.event_time),
+            source_type: record.source_type.as_str(),
+            level: record.level.map(|l| l.as_str()),
+            status: record.http.as_ref().and_then(|h| h.status).map(i32::from),
+            metrics: Json(&record.metrics),
+            attributes: Json(&record.attributes),
+        })
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 23] {
+        let r = self.record;
+        let http = r.http.as_ref();
+        [
+            &self.topic,
+            &self.partition,
+            &self.offset,
+            &self.seq,
+            &self.kafka_timestamp,
+            &r.event_time,
+            &self.source_type,
+            &r.service,
+            &r.host,
+            &self.level,
+            &r.message,
+            http.map_or(&None::<String>, |h| &h.method),
+            http.map_or(&None::<String>, |h| &h.path),
+            http.map_or(&None::<String>, |h| &h.protocol),
+            &self.status,
+            http.map_or(&None::<i64>, |h| &h.bytes),
+            http.map_or(&None::<String>, |h| &h.referrer),
+            http.map_or(&None::<String>, |h| &h.user_agent),
+            http.map_or(&None::<std::net::IpAddr>, |h| &h.client_ip),
+            http.map_or(&None::<f64>, |h| &h.latency_ms),
+            &self.metrics,
+            &self.attributes,
+            &r.raw,
+        ]
+    }
+}

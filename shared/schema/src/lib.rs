@@ -1,0 +1,10 @@
+//! Normalized log record types and the parsers for every supported log
+//! format. No IO: the ingest path hands in Kafka record values and gets
+//! [`LogRecord`]s back. See `FORMATS.md` in this crate for the accepted
+//! layouts.
+
+pub mod parse;
+pub mod record;
+
+pub use parse::{Format, ParseError, parse};
+pub use record::*;

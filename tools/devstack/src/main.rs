@@ -1,0 +1,148 @@
+//! `logpipe-dev`: the developer CLI.
+//!
+//! - `up`: start PostgreSQL, Tansu and moto detached under `.local/stack`,
+//!   migrate, create the topics, print the environment to use them.
+//! - `down`: stop what `up` started.
+//! - `env`: print the environment of the running stack.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use logpipe_devstack::process::{alive, stop_pid};
+use logpipe_devstack::{
+    Lifetime, PIPELINE_TOPICS, Postgres, create_topics, migrate, start_moto, start_tansu,
+    workspace_root,
+};
+use serde_json::json;
+
+fn stack_dir() -> PathBuf {
+    std::env::var_os("LOGPIPE_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".local/stack"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => up().await,
+        Some("down") => down(),
+        Some("env") => print_env(&read_state(&stack_dir())?),
+        _ => {
+            eprintln!("usage: logpipe-dev up | down | env");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn up() -> Result<()> {
+    let dir = stack_dir();
+    if let Ok(state) = read_state(&dir) {
+        if pids(&state).iter().all(|p| alive(*p)) {
+            eprintln!("local stack already running ({})", dir.display());
+            return print_env(&state);
+        }
+        eprintln!("local stack partly gone; restarting it");
+        stop_all(&state);
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("starting PostgreSQL (data in {})", dir.join("pg").display());
+    let pg = Postgres::start(&dir.join("pg"), Lifetime::Detached)?;
+    let pg_port = pg.port();
+    let pg_url = pg.url();
+    let pg_pid = pg.detach();
+    eprintln!("starting Tansu broker");
+    let tansu = start_tansu(&dir, Lifetime::Detached)?;
+    let tansu_port = tansu.port();
+    let tansu_pid = tansu.detach();
+    eprintln!("starting moto (AWS API)");
+    let moto = start_moto(&dir, Lifetime::Detached)?;
+    let moto_port = moto.port();
+    let moto_pid = moto.detach();
+    let state = json!({
+        "pids": [pg_pid, tansu_pid, moto_pid],
+        "database_url": pg_url,
+        "bootstrap_servers": format!("127.0.0.1:{tansu_port}"),
+        "aws_endpoint_url": format!("http://127.0.0.1:{moto_port}"),
+        "pg_port": pg_port,
+    });
+    std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
+    eprintln!("applying database migrations");
+    migrate(&pg_url).await?;
+    eprintln!("creating topics");
+    create_topics(&format!("127.0.0.1:{tansu_port}"), PIPELINE_TOPICS).await?;
+    std::fs::write(dir.join("env"), env_lines(&state)?.join("\n") + "\n")?;
+    eprintln!(
+        "local stack is up; `make down` stops it. Environment (also in {}):",
+        dir.join("env").display()
+    );
+    print_env(&state)
+}
+
+fn down() -> Result<()> {
+    let dir = stack_dir();
+    match read_state(&dir) {
+        Ok(state) => {
+            stop_all(&state);
+            let _ = std::fs::remove_file(dir.join("state.json"));
+            eprintln!("local stack stopped");
+        }
+        Err(_) => eprintln!("no local stack running"),
+    }
+    Ok(())
+}
+
+fn pids(state: &serde_json::Value) -> Vec<i32> {
+    state["pids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_i64())
+                .map(|p| p as i32)
+                .filter(|p| *p > 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stop_all(state: &serde_json::Value) {
+    for pid in pids(state) {
+        // SIGINT is PostgreSQL's fast shutdown; the others exit on it too.
+        stop_pid(pid, libc::SIGINT, Duration::from_secs(15));
+    }
+}
+
+fn read_state(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("state.json");
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("no stack state at {} (run `make up`)", path.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+fn env_lines(state: &serde_json::Value) -> Result<Vec<String>> {
+    let get = |k: &str| -> Result<String> {
+        match state[k].as_str() {
+            Some(v) => Ok(v.to_string()),
+            None => bail!("stack state lacks {k}"),
+        }
+    };
+    Ok(vec![
+        format!("export DATABASE_URL={}", get("database_url")?),
+        format!(
+            "export KAFKA_BOOTSTRAP_SERVERS={}",
+            get("bootstrap_servers")?
+        ),
+        format!("export AWS_ENDPOINT_URL={}", get("aws_endpoint_url")?),
+        "export AWS_REGION=us-east-1".into(),
+        "export AWS_ACCESS_KEY_ID=testing".into(),
+        "export AWS_SECRET_ACCESS_KEY=testing".into(),
+    ])
+}
+
+fn print_env(state: &serde_json::Value) -> Result<()> {
+    for line in env_lines(state)? {
+        println!("{line}");
+    }
+    Ok(())
+}

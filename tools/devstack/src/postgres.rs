@@ -1,0 +1,236 @@
+//! A PostgreSQL server from the machine's own binaries.
+//!
+//! `initdb` refuses to run as root, so when we are root the server runs as
+//! the `postgres` user on a directory that user owns (FACTS.md).
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{Lifetime, free_port, spawn, stop_child};
+
+/// Superuser created by `initdb` and its password (local stack only).
+pub const SUPERUSER: &str = "postgres";
+pub const SUPERUSER_PASSWORD: &str = "logpipe-local";
+
+pub struct Postgres {
+    dir: PathBuf,
+    port: u16,
+    lifetime: Lifetime,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    /// Initializes `dir/data` when needed and starts the server on a free port.
+    pub fn start(dir: &Path, lifetime: Lifetime) -> Result<Self> {
+        Self::start_on(dir, free_port()?, lifetime)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, lifetime: Lifetime) -> Result<Self> {
+        let bin = bin_dir()?;
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        let data = dir.join("data");
+        let owner = server_user()?;
+        if !data.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&data)?;
+            chown(&data, owner)?;
+            let pwfile = dir.join("pwfile");
+            std::fs::write(&pwfile, SUPERUSER_PASSWORD)?;
+            chown(&pwfile, owner)?;
+            let mut cmd = Command::new(bin.join("initdb"));
+            cmd.arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                ])
+                .args(["-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"])
+                .arg(format!("--pwfile={}", pwfile.display()));
+            as_user(&mut cmd, owner);
+            let out = cmd.output().context("running initdb")?;
+            let _ = std::fs::remove_file(&pwfile);
+            if !out.status.success() {
+                bail!(
+                    "initdb failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut pg = Self {
+            dir: dir.to_path_buf(),
+            port,
+            lifetime,
+            child: None,
+        };
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    fn start_server(&mut self) -> Result<()> {
+        let bin = bin_dir()?;
+        let owner = server_user()?;
+        let socket_dir = self.dir.join("socket");
+        std::fs::create_dir_all(&socket_dir)?;
+        chown(&socket_dir, owner)?;
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string()])
+            .arg("-k")
+            .arg(&socket_dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // A throwaway local server: durability on power loss is not needed.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=100", "-c", "shared_buffers=128MB"]);
+        as_user(&mut cmd, owner);
+        let child = spawn(&mut cmd, &self.dir.join("postgres.log"), self.lifetime)
+            .context("starting postgres")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let bin = bin_dir()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!(
+                    "postgres exited with {status} during startup; see {}",
+                    self.dir.join("postgres.log").display()
+                );
+            }
+            let ok = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "postgres not ready on port {} within {timeout:?}",
+            self.port
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Superuser URL on the `postgres` database.
+    pub fn url(&self) -> String {
+        self.url_for(SUPERUSER, SUPERUSER_PASSWORD, "postgres")
+    }
+
+    pub fn url_for(&self, user: &str, password: &str, db: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Fast shutdown: clients are disconnected, open transactions roll back.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, libc::SIGINT, Duration::from_secs(20));
+        }
+    }
+
+    /// Immediate shutdown, as a crash would (crash recovery at next start).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, libc::SIGQUIT, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts again on the same port and data.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.start_server()
+    }
+
+    /// Leaves the server running after this value is dropped (`make up`).
+    pub fn detach(mut self) -> u32 {
+        self.child.take().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The PostgreSQL binaries: `PG_BIN`, else the newest /usr/lib/postgresql/N/bin,
+/// else whatever directory holds `initdb` on PATH.
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join("initdb").exists() && dir.join("postgres").exists() {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "PostgreSQL server binaries not found: install postgresql (apt-get install postgresql) or set PG_BIN"
+    )
+}
+
+/// (uid, gid) to run the server as: ourselves, or `postgres` when we are root.
+fn server_user() -> Result<Option<(u32, u32)>> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = CString::new("postgres")?;
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!(
+            "running as root and there is no `postgres` user to run the server as (useradd postgres)"
+        );
+    }
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok(Some((uid, gid)))
+}
+
+fn as_user(cmd: &mut Command, owner: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = owner {
+        cmd.uid(uid).gid(gid);
+    }
+}
+
+fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
