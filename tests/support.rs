@@ -1,1 +1,218 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: a real broker, a real
+//! PostgreSQL, and the ingest handler invoked as Lambda would.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ingest::{IngestConfig, IngestResponse, Ingestor, RetryBatch};
+use lambda_runtime::{Context as LambdaContext, LambdaEvent};
+use logpipe_kafka::event::{EventRecord, EventSource, KafkaEventPayload, build_event};
+use logpipe_kafka::rdkafka::ClientConfig;
+use logpipe_kafka::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use logpipe_kafka::rdkafka::message::{Header, OwnedHeaders};
+use logpipe_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use logpipe_kafka::{KafkaSettings, Publisher};
+use logpipe_postgres::{Database, DbSettings};
+
+pub use logpipe_devstack::{LocalStack, StackOptions};
+
+/// A record to produce.
+#[derive(Debug, Clone)]
+pub struct Produce {
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Produce {
+    pub fn text(key: &str, value: &str) -> Self {
+        Self {
+            key: Some(key.into()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        }
+    }
+
+    pub fn with_format(mut self, format: &str) -> Self {
+        self.headers
+            .push(("log-format".into(), format.as_bytes().to_vec()));
+        self
+    }
+}
+
+/// Produces the records, in order, and waits for every delivery.
+pub async fn produce(bootstrap: &str, topic: &str, records: &[Produce]) -> Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_str());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Consumes `count` records of `topic` with a real consumer group, commits
+/// them, and returns them as they would appear in a Lambda event.
+pub async fn consume(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    count: usize,
+) -> Result<Vec<EventRecord>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::with_capacity(count);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < count {
+        if Instant::now() > deadline {
+            bail!(
+                "consumed {} of {count} records from {topic} within 60 s",
+                out.len()
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                out.push(EventRecord::from_message(&m));
+                consumer.commit_message(&m, CommitMode::Sync)?;
+            }
+            Ok(Err(e)) => bail!("consume failed: {e}"),
+            Err(_) => continue,
+        }
+    }
+    Ok(out)
+}
+
+/// Headers of a consumed record, by name.
+pub fn header<'a>(r: &'a EventRecord, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+pub fn event(records: &[EventRecord], source: EventSource, bootstrap: &str) -> serde_json::Value {
+    build_event(source, bootstrap, None, records)
+}
+
+/// Builds the handler's clients against the stack.
+pub async fn ingestor(stack: &LocalStack, config: IngestConfig) -> Result<Ingestor> {
+    let db = Database::new(
+        DbSettings::from_url(&stack.database_url(), "ingest-test"),
+        None,
+    )?;
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&stack.bootstrap_servers(), "ingest-test"),
+        None,
+        config.message_timeout,
+    )
+    .await?;
+    Ok(Ingestor::new(config, db, publisher))
+}
+
+/// Invokes the handler exactly as the Lambda runtime would, from JSON.
+pub async fn invoke(
+    ingestor: &Ingestor,
+    event: &serde_json::Value,
+) -> Result<IngestResponse, RetryBatch> {
+    let bytes = serde_json::to_vec(event).expect("event serializes");
+    let payload: KafkaEventPayload = serde_json::from_slice(&bytes).expect("event deserializes");
+    ingest::handle(
+        ingestor,
+        LambdaEvent::new(payload, LambdaContext::default()),
+    )
+    .await
+}
+
+/// A plain connection for assertions.
+pub async fn sql(url: &str) -> Result<logpipe_postgres::tokio_postgres::Client> {
+    let (client, conn) =
+        logpipe_postgres::tokio_postgres::connect(url, logpipe_postgres::tokio_postgres::NoTls)
+            .await
+            .context("connecting for assertions")?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+pub async fn count(client: &logpipe_postgres::tokio_postgres::Client, query: &str) -> i64 {
+    client
+        .query_one(query, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get(0)
+}
+
+/// One valid line of every supported format, with the rows each makes.
+pub fn every_format() -> Vec<(Produce, i64)> {
+    vec![
+        (Produce::text("checkout", r#"{"timestamp":"2026-11-22T10:00:00Z","level":"error","service":"checkout","message":"payment declined","trace_id":"abc123","duration_ms":87}"#), 1),
+        (Produce::text("web-1", r#"203.0.113.9 - - [22/Nov/2026:10:00:01 +0000] "GET /api/orders HTTP/1.1" 200 512"#), 1),
+        (Produce::text("web-1", r#"203.0.113.10 - alice [22/Nov/2026:10:00:02 +0000] "POST /api/pay HTTP/1.1" 502 17 "https://shop.example/" "Mozilla/5.0" 0.734"#).with_format("clf"), 1),
+        (Produce::text("splunk", r#"{"time":1795860000.5,"host":"app-3","source":"billing","sourcetype":"_json","index":"main","event":{"message":"invoice sent","level":"info"}}"#), 1),
+        (Produce::text("splunk", r#"2026-11-22T10:00:03Z host=app-4 source=auth level=WARN msg="token expired" user=bob duration_ms=12"#).with_format("splunk-kv"), 1),
+        (Produce::text("sap-PRD", "2026-11-22 10:00:04 PRD app01_PRD_00 100 JSMITH SU01 AU2 E Logon failed (reason=1, type=A)"), 1),
+        (Produce::text("st-042", r#"{"sensor_id":"st-042","timestamp":"2026-11-22T10:00:05Z","temperature":41.5,"humidity":55,"wind_speed":12.3,"pressure":1013.2}"#), 1),
+        (Produce::text("api-pull", r#"{"source":"weather-api","timestamp":"2026-11-22T10:00:06Z","batch_size":3,"data":[{"sensor_id":"st-1","temperature":20.1},{"sensor_id":"st-2","temperature":-3.5},{"sensor_id":"st-3","humidity":95}]}"#).with_format("batch"), 3),
+        (Produce::text("mymachine", "<34>1 2026-11-22T10:00:07.003Z mymachine.example.com su - ID47 [exampleSDID@32473 iut=\"3\"] 'su root' failed for lonvick"), 1),
+        (Produce::text("mymachine", "<13>Nov 22 10:00:08 host1 sshd[4242]: Accepted publickey for deploy"), 1),
+        (Produce::text("misc", "just some text that matches no format, with ünïcödé"), 1),
+    ]
+}
+
+/// Records that can never be stored, each with the dead-letter class it must get.
+pub fn poison() -> Vec<(Produce, &'static str)> {
+    vec![
+        (
+            Produce {
+                key: Some("bad".into()),
+                value: Some(vec![0xff, 0xfe, 0x00, 0x41]),
+                headers: vec![],
+            },
+            "invalid_utf8",
+        ),
+        (
+            Produce::text("bad", r#"{"level":"error","mess"#),
+            "invalid_json",
+        ),
+        (
+            Produce::text("bad", r#"{"sensor_id":"st-9","temperature":"hot"}"#),
+            "schema_violation",
+        ),
+        (
+            Produce {
+                key: Some("bad".into()),
+                value: None,
+                headers: vec![],
+            },
+            "tombstone",
+        ),
+        (
+            Produce::text("bad", "some text").with_format("cobol-dump"),
+            "unknown_format",
+        ),
+        (Produce::text("bad", &"x".repeat(300_000)), "oversized"),
+    ]
+}

@@ -203,31 +203,37 @@ impl Publisher {
             }
         });
         let results = join_all(sends).await;
-        if results
+        let auth_failed = results
             .iter()
-            .any(|r| matches!(r, Err(PublishError::AuthFailed { .. })))
-        {
-            self.refresh_credentials().await;
+            .any(|r| matches!(r, Err(PublishError::AuthFailed { .. })));
+        let topic_missing = results
+            .iter()
+            .any(|r| matches!(r, Err(PublishError::TopicMissing { .. })));
+        if auth_failed || topic_missing {
+            // A fresh producer re-reads rotated credentials and forgets
+            // librdkafka's cached "unknown topic", so the retry can succeed as
+            // soon as an operator has fixed things.
+            self.rebuild(auth_failed).await;
         }
         results
     }
 
-    /// Rebuilds the producer with freshly read credentials (after a rotation).
-    pub async fn refresh_credentials(&self) {
-        if !matches!(self.settings.credentials, SaslCredentials::Secret { .. }) {
-            return;
-        }
+    /// Replaces the producer, re-reading the secret when asked.
+    pub async fn rebuild(&self, refresh_secret: bool) {
+        let refresh_secret =
+            refresh_secret && matches!(self.settings.credentials, SaslCredentials::Secret { .. });
         match build_producer(
             &self.settings,
             self.secrets.as_deref(),
             self.message_timeout,
-            true,
+            refresh_secret,
         )
         .await
         {
             Ok(p) => {
                 tracing::warn!(
-                    "Kafka rejected the credentials; rebuilt the producer with the re-read secret"
+                    refresh_secret,
+                    "rebuilt the Kafka producer after a failed publish"
                 );
                 match self.producer.write() {
                     Ok(mut guard) => *guard = p,

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Invokes the ingest function locally with every sample event in
+# events/ingest/ and checks its summary against <name>.expected.json.
+#
+#   scripts/invoke-samples.sh            (what `make invoke` runs)
+#
+# - Needs DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (the local stack). When
+#   they are unset the stack is started (`logpipe-dev up`); a stack started
+#   here is stopped again on exit unless KEEP_STACK=1.
+# - Runs the function under `cargo lambda watch` (the project venv's
+#   cargo-lambda, installed by scripts/bootstrap.sh lambda if missing), in its
+#   own process group that is killed on exit, failure or Ctrl-C.
+# - TRUNCATEs logs and ingest_progress first, so the counts are the ones of a
+#   first invocation (the expected files assume an empty database).
+# - Exits non-zero when any sample's counts differ or batchItemFailures is
+#   not empty.
+#
+# Environment knobs: INVOKE_TIMEOUT (seconds for one invoke, default 1800:
+# the first one compiles the function), WATCH_LOG (default
+# target/invoke-samples/watch.log), KEEP_STACK=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+export PATH="$root/.venv/bin:$HOME/.cargo/bin:$PATH"
+invoke_timeout="${INVOKE_TIMEOUT:-1800}"
+work="$root/target/invoke-samples"
+mkdir -p "$work"
+watch_log="${WATCH_LOG:-$work/watch.log}"
+
+command -v python3 >/dev/null || die "python3 is required"
+command -v psql >/dev/null || die "psql is required (apt-get install postgresql-client)"
+if [ ! -x "$root/.venv/bin/cargo-lambda" ]; then
+  say "cargo-lambda missing from .venv; running scripts/bootstrap.sh lambda"
+  scripts/bootstrap.sh lambda
+fi
+
+watch_pgid=""
+stack_started=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$watch_pgid" ] && kill -0 -- "-$watch_pgid" 2>/dev/null; then
+    kill -TERM -- "-$watch_pgid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 -- "-$watch_pgid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$watch_pgid" 2>/dev/null || true
+  fi
+  if [ -n "$stack_started" ] && [ "${KEEP_STACK:-}" != 1 ]; then
+    say "stopping the local stack started by this script"
+    cargo run -q -p logpipe-devstack --bin logpipe-dev -- down || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. The local stack.
+if [ -z "${DATABASE_URL:-}" ] || [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if [ ! -f "${LOGPIPE_STACK_DIR:-$root/.local/stack}/state.json" ]; then
+    stack_started=1
+  fi
+  say "DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS unset: starting the local stack (logpipe-dev up)"
+  env_lines=$(cargo run -q -p logpipe-devstack --bin logpipe-dev -- up) \
+    || die "logpipe-dev up failed"
+  eval "$env_lines"
+fi
+[ -n "${DATABASE_URL:-}" ] || die "DATABASE_URL is not set"
+[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || die "KAFKA_BOOTSTRAP_SERVERS is not set"
+
+# 2. The samples, and a database in the state the expected counts assume.
+samples=()
+for f in events/ingest/*.json; do
+  case "$f" in *.expected.json) continue ;; esac
+  [ -f "${f%.json}.expected.json" ] || die "$f has no ${f%.json}.expected.json"
+  samples+=("$f")
+done
+[ ${#samples[@]} -gt 0 ] || die "no sample events in events/ingest/ (run python3 events/ingest/generate.py)"
+
+say "emptying logs and ingest_progress"
+psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'TRUNCATE logs, ingest_progress' >/dev/null \
+  || die "cannot truncate the tables (is the stack up and migrated?)"
+
+# 3. The function under cargo lambda watch, in its own process group.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+say "starting cargo lambda watch on 127.0.0.1:$port (log: $watch_log)"
+# In a non-interactive shell a background job is not a process group
+# leader, so setsid does not fork: $! is the new group's id.
+DATABASE_URL="$DATABASE_URL" \
+KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
+FORWARD_TOPIC=log-processing \
+REPORT_BATCH_ITEM_FAILURES=true \
+  setsid cargo lambda watch --ignore-changes \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --timeout "$invoke_timeout" \
+    </dev/null >"$watch_log" 2>&1 &
+watch_pgid=$!
+
+for i in $(seq 300); do
+  if ! kill -0 "$watch_pgid" 2>/dev/null; then
+    tail -n 30 "$watch_log" >&2 || true
+    die "cargo lambda watch exited"
+  fi
+  if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
+    break
+  fi
+  [ "$i" -lt 300 ] || die "cargo lambda watch did not answer on port $port within 60 s"
+  sleep 0.2
+done
+
+# 4. Invoke and check.
+failed=0
+for f in "${samples[@]}"; do
+  name=$(basename "$f")
+  expected="${f%.json}.expected.json"
+  out="$work/${name%.json}.response.json"
+  err="$work/${name%.json}.invoke.err"
+  start=$(date +%s)
+  if ! timeout "$invoke_timeout" cargo lambda invoke ingest \
+      --invoke-address 127.0.0.1 --invoke-port "$port" \
+      --output-format json --data-file "$f" >"$out" 2>"$err"; then
+    echo "FAIL $name: cargo lambda invoke failed after $(( $(date +%s) - start )) s:" >&2
+    sed 's/^/    /' "$err" "$out" >&2 || true
+    echo "    (function log: $watch_log)" >&2
+    failed=1
+    continue
+  fi
+  if ! python3 - "$name" "$out" "$expected" "$(( $(date +%s) - start ))" <<'PY'
+import json, sys
+name, out, expected, secs = sys.argv[1:5]
+try:
+    with open(out, encoding="utf-8") as f:
+        resp = json.load(f)
+except ValueError as e:
+    with open(out, encoding="utf-8", errors="replace") as f:
+        print(f"FAIL {name}: response is not JSON ({e}): {f.read()[:500]}")
+    sys.exit(1)
+with open(expected, encoding="utf-8") as f:
+    exp = json.load(f)
+summary = resp.get("summary") if isinstance(resp, dict) else None
+if not isinstance(summary, dict):
+    print(f"FAIL {name}: response has no summary: {json.dumps(resp)[:500]}")
+    sys.exit(1)
+problems = []
+for key in ("records_in", "records_stored", "records_dead_lettered", "dead_letter_classes"):
+    got = summary.get(key)
+    if got != exp.get(key):
+        problems.append(f"{key}: expected {json.dumps(exp.get(key), sort_keys=True)}, "
+                        f"got {json.dumps(got, sort_keys=True)}")
+failures = resp.get("batchItemFailures")
+if failures != []:
+    problems.append(f"batchItemFailures: expected [], got {json.dumps(failures)}")
+line = (f"{summary.get('records_in')} in, {summary.get('records_stored')} stored, "
+        f"{summary.get('records_dead_lettered')} dead-lettered")
+if problems:
+    print(f"FAIL {name}: {line}")
+    for p in problems:
+        print(f"    {p}")
+    print(f"    summary: {json.dumps(summary, sort_keys=True)}")
+    sys.exit(1)
+print(f"ok {name}: {line} ({secs} s)")
+PY
+  then
+    failed=1
+  fi
+done
+
+if [ "$failed" -ne 0 ]; then
+  echo "some samples did not give the expected counts (function log: $watch_log)" >&2
+  exit 1
+fi
+say "all ${#samples[@]} samples gave the expected counts"
