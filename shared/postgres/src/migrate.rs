@@ -23,7 +23,16 @@ pub async fn migrate(client: &mut Client) -> Result<usize, DbError> {
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .map_err(DbError::from_query)?;
-    let report = result.map_err(|e| DbError::Migration(e.to_string()))?;
+    let report = result.map_err(|e| {
+        // refinery's own message is terse; the PostgreSQL error is in the chain.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        DbError::Migration(text)
+    })?;
     let applied = report.applied_migrations().len();
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
