@@ -39,17 +39,41 @@ if [ ! -x "$root/.venv/bin/cargo-lambda" ]; then
 fi
 
 watch_pgid=""
+invoke_pid=""
 stack_started=""
+# Every process below $1 (cargo lambda watch starts the function, and the
+# cargo that builds it, in a session of its own: killing its group alone
+# could leave them behind).
+descendants() {
+  ps -eo pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2 }
+    END {
+      found[root] = 1
+      do {
+        more = 0
+        for (p in parent) if (!(p in found) && (parent[p] in found)) { found[p] = 1; more = 1 }
+      } while (more)
+      for (p in found) if (p != root) print p
+    }'
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$invoke_pid" ]; then
+    kill -TERM "$invoke_pid" 2>/dev/null || true
+  fi
   if [ -n "$watch_pgid" ] && kill -0 -- "-$watch_pgid" 2>/dev/null; then
+    local others
+    others=$(descendants "$watch_pgid")
     kill -TERM -- "-$watch_pgid" 2>/dev/null || true
     for _ in $(seq 50); do
       kill -0 -- "-$watch_pgid" 2>/dev/null || break
       sleep 0.1
     done
     kill -KILL -- "-$watch_pgid" 2>/dev/null || true
+    for pid in $others; do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
   fi
   if [ -n "$stack_started" ] && [ "${KEEP_STACK:-}" != 1 ]; then
     say "stopping the local stack started by this script"
@@ -107,7 +131,8 @@ for i in $(seq 300); do
     tail -n 30 "$watch_log" >&2 || true
     die "cargo lambda watch exited"
   fi
-  if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
+  # A plain TCP connect: an HTTP request to / only logs a routing error.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     break
   fi
   [ "$i" -lt 300 ] || die "cargo lambda watch did not answer on port $port within 60 s"
@@ -122,9 +147,16 @@ for f in "${samples[@]}"; do
   out="$work/${name%.json}.response.json"
   err="$work/${name%.json}.invoke.err"
   start=$(date +%s)
-  if ! timeout "$invoke_timeout" cargo lambda invoke ingest \
-      --invoke-address 127.0.0.1 --invoke-port "$port" \
-      --output-format json --data-file "$f" >"$out" 2>"$err"; then
+  # In the background and waited for, so that Ctrl-C (which reaches only
+  # this shell: timeout runs in its own process group) acts at once.
+  timeout "$invoke_timeout" cargo lambda invoke ingest \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --output-format json --data-file "$f" >"$out" 2>"$err" &
+  invoke_pid=$!
+  invoke_rc=0
+  wait "$invoke_pid" || invoke_rc=$?
+  invoke_pid=""
+  if [ "$invoke_rc" -ne 0 ]; then
     echo "FAIL $name: cargo lambda invoke failed after $(( $(date +%s) - start )) s:" >&2
     sed 's/^/    /' "$err" "$out" >&2 || true
     echo "    (function log: $watch_log)" >&2

@@ -1,0 +1,67 @@
+# logpipe — every target installs what it needs first (scripts/bootstrap.sh).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+FUNCTIONS := ingest
+
+.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env tools clean
+
+help:
+	@echo "make demo     run the pipeline on the local stack and show what happened"
+	@echo "make test     everything CI runs: lint, unit + integration tests, sample invokes, Lambda build"
+	@echo "make up|down  start/stop the local stack (PostgreSQL, Tansu, moto); make env prints its variables"
+	@echo "make invoke   cargo lambda watch + invoke every sample in events/ingest, checking the summaries"
+	@echo "make build    cargo lambda build --release for every function"
+	@echo "make bench    benchmarks (RESULT lines)"
+
+tools:
+	@scripts/bootstrap.sh all
+
+demo: tools
+	@scripts/demo.sh
+
+test: tools
+	@echo "==> formatting and lints"
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@echo "==> unit and integration tests (each test starts and stops its own PostgreSQL, Tansu and moto)"
+	$(CARGO) test --workspace
+	@echo "==> sample events through cargo lambda watch"
+	@scripts/invoke-samples.sh
+	@echo "==> Lambda release build"
+	$(MAKE) build
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+integration: tools
+	$(CARGO) test -p logpipe-tests
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+invoke: tools
+	@scripts/invoke-samples.sh
+
+build: tools
+	@for f in $(FUNCTIONS); do echo "==> cargo lambda build --release -p $$f"; $(CARGO) lambda build --release -p $$f || exit 1; done
+	@ls -l target/lambda/*/bootstrap
+
+build-arm64: tools
+	@for f in $(FUNCTIONS); do $(CARGO) lambda build --release --arm64 -p $$f || exit 1; done
+
+bench: tools
+	$(CARGO) run --release -q -p logpipe-bench
+
+up: tools
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- up
+
+down:
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- down
+
+env:
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- env
+
+clean: down
+	rm -rf .local target/lambda

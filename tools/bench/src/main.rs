@@ -1,0 +1,187 @@
+//! `make bench`: the ingest handler on a 10,000-record (~5 MB) event against
+//! a bare binary COPY of the same rows into the same table, in the same run.
+//!
+//! The handler runs in a child process of its own so that its peak RSS is
+//! the handler's alone (the parent holds the event, the baseline rows and
+//! the stack).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ingest::{IngestConfig, Ingestor};
+use lambda_runtime::{Context as LambdaContext, LambdaEvent};
+use logpipe_devstack::{LocalStack, StackOptions};
+use logpipe_kafka::event::{EventRecord, EventSource, KafkaEventPayload, build_event};
+use logpipe_kafka::{KafkaSettings, Publisher};
+use logpipe_postgres::{Database, DbSettings, copy_records};
+use logpipe_schema::{KafkaCoordinates, LogRecord};
+
+const RECORDS: usize = 10_000;
+const PARTITIONS: i32 = 6;
+const RUNS: usize = 3;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--ingest-once") {
+        return ingest_once(&args[2], &args[3], &args[4]).await;
+    }
+    let stack = LocalStack::start(StackOptions::default()).await?;
+    let records = sample_records();
+    let event = build_event(EventSource::Msk, &stack.bootstrap_servers(), None, &records);
+    let event_bytes = serde_json::to_vec(&event)?;
+    eprintln!(
+        "bench: {} records, event {:.1} MB, {RUNS} runs each, median reported",
+        records.len(),
+        event_bytes.len() as f64 / 1e6
+    );
+    let event_file = stack.dir().join("event.json");
+    std::fs::write(&event_file, &event_bytes)?;
+    let rows = baseline_rows(&records)?;
+
+    let url = stack.database_url();
+    let admin = Database::new(DbSettings::from_url(&url, "bench"), None)?;
+    let mut ingest_rates = Vec::new();
+    let mut copy_rates = Vec::new();
+    let mut peak_rss_kb = 0u64;
+    for _ in 0..RUNS {
+        truncate(&admin).await?;
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(["--ingest-once", &url, &stack.bootstrap_servers()])
+            .arg(&event_file)
+            .output()
+            .context("running the ingest child")?;
+        if !out.status.success() {
+            bail!("ingest child failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (secs, rss): (f64, u64) = parse_child(&text)?;
+        ingest_rates.push(records.len() as f64 / secs);
+        peak_rss_kb = peak_rss_kb.max(rss);
+
+        truncate(&admin).await?;
+        let mut client = admin.client().await?;
+        let started = Instant::now();
+        let txn = client.transaction().await?;
+        copy_records(&txn, "logs", &rows).await?;
+        txn.commit().await?;
+        copy_rates.push(records.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    let ingest = median(&mut ingest_rates);
+    let copy = median(&mut copy_rates);
+    println!("RESULT ingest_records_per_s={ingest:.0}");
+    println!("RESULT copy_records_per_s={copy:.0}");
+    println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
+    println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
+    Ok(())
+}
+
+/// Child mode: build the clients (untimed, as Lambda init), handle the
+/// event once (timed, including decoding the JSON), report time and peak RSS.
+async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()> {
+    let config = IngestConfig { message_timeout: Duration::from_secs(30), ..IngestConfig::default() };
+    let db = Database::new(DbSettings::from_url(url, "bench-ingest"), None)?;
+    let publisher = Publisher::new(KafkaSettings::plaintext(bootstrap, "bench"), None, config.message_timeout).await?;
+    let ingestor = Ingestor::new(config, db, publisher);
+    ingestor.ensure_schema().await?;
+    let bytes = std::fs::read(event_file)?;
+    let started = Instant::now();
+    let payload: KafkaEventPayload = serde_json::from_slice(&bytes)?;
+    drop(bytes);
+    let response = ingest::handle(&ingestor, LambdaEvent::new(payload, LambdaContext::default()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if response.summary.records_stored != RECORDS {
+        bail!("expected {RECORDS} stored, got {:?}", response.summary);
+    }
+    println!("{secs} {}", peak_rss_kb());
+    Ok(())
+}
+
+fn parse_child(text: &str) -> Result<(f64, u64)> {
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(s), Some(r)) => Ok((s.parse()?, r.parse()?)),
+        _ => bail!("unexpected child output: {text}"),
+    }
+}
+
+fn peak_rss_kb() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as u64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn truncate(db: &Database) -> Result<()> {
+    db.client().await?.batch_execute("TRUNCATE logs, ingest_progress").await?;
+    Ok(())
+}
+
+/// 10,000 records of a realistic mix (~330 bytes each, ~5 MB as an event).
+fn sample_records() -> Vec<EventRecord> {
+    let services = ["checkout", "payments", "search", "auth", "inventory"];
+    let paths = ["/api/orders", "/api/cart", "/api/search?q=shoes", "/login", "/api/items/42"];
+    (0..RECORDS)
+        .map(|i| {
+            let svc = services[i % services.len()];
+            let value = match i % 4 {
+                0 => format!(
+                    r#"{{"timestamp":"2026-11-22T10:{:02}:{:02}.{:03}Z","level":"{}","service":"{svc}","message":"request handled for order {i} after checking inventory and pricing rules","trace_id":"{:032x}","span_id":"{:016x}","duration_ms":{},"user_id":"u-{}","region":"eu-west-1"}}"#,
+                    (i / 60) % 60, i % 60, i % 1000,
+                    if i % 50 == 0 { "error" } else { "info" },
+                    i * 7919, i * 104729, i % 900, i % 977
+                ),
+                1 => format!(
+                    r#"10.{}.{}.{} - - [22/Nov/2026:10:{:02}:{:02} +0000] "GET {} HTTP/1.1" {} {} "https://shop.example.com/products/{}" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36" 0.{:03}"#,
+                    i % 200, (i / 200) % 250, i % 250, (i / 60) % 60, i % 60,
+                    paths[i % paths.len()], if i % 40 == 0 { 503 } else { 200 }, 1000 + i % 5000, i, i % 1000
+                ),
+                2 => format!(
+                    r#"{{"sensor_id":"st-{:03}","timestamp":"2026-11-22T10:{:02}:{:02}Z","temperature":{:.1},"humidity":{},"wind_speed":{:.1},"pressure":{:.1},"station":"station-{}","location":{{"lat":48.{},"lon":11.{}}},"firmware":"2.4.1"}}"#,
+                    i % 120, (i / 60) % 60, i % 60, 10.0 + (i % 250) as f64 / 10.0, 30 + i % 60,
+                    (i % 400) as f64 / 10.0, 990.0 + (i % 400) as f64 / 10.0, i % 12, i % 1000, i % 1000
+                ),
+                _ => format!(
+                    "2026-11-22T10:{:02}:{:02}Z host=app-{} source={svc} sourcetype=app level={} msg=\"cache refresh finished for tenant {} with {} entries\" duration_ms={} status=200 user=svc-{} region=eu-west-1 build=1.{}.{}",
+                    (i / 60) % 60, i % 60, i % 8, if i % 30 == 0 { "WARN" } else { "INFO" }, i % 300, i * 3 % 10000, i % 700, i % 50, i % 9, i % 90
+                ),
+            };
+            EventRecord {
+                topic: "log-ingestion".into(),
+                partition: (i % PARTITIONS as usize) as i32,
+                offset: (i / PARTITIONS as usize) as i64,
+                timestamp_ms: 1_795_860_000_000 + i as i64,
+                timestamp_type: "CREATE_TIME",
+                key: Some(svc.as_bytes().to_vec()),
+                value: Some(value.into_bytes()),
+                headers: vec![("producer".into(), b"bench".to_vec())],
+            }
+        })
+        .collect()
+}
+
+/// The rows the handler stores, parsed once up front (not timed).
+fn baseline_rows(records: &[EventRecord]) -> Result<Vec<LogRecord>> {
+    let mut rows = Vec::with_capacity(records.len());
+    for r in records {
+        let text = std::str::from_utf8(r.value.as_deref().unwrap_or_default())?;
+        let time = chrono::DateTime::from_timestamp_millis(r.timestamp_ms).unwrap_or_default();
+        for (seq, mut row) in logpipe_schema::parse(text, None, time)?.into_iter().enumerate() {
+            row.kafka = Some(KafkaCoordinates {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                seq: seq as i32,
+                timestamp_ms: r.timestamp_ms,
+            });
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
