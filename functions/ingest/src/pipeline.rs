@@ -10,8 +10,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use logpipe_kafka::{BatchItemFailure, DecodedEvent, InputRecord, OutMessage, Publisher};
-use logpipe_postgres::{Database, DbError, PartitionProgress, load_progress, migrate, store_batch};
+use logpipe_kafka::producer::Delivered;
+use logpipe_kafka::{
+    BatchItemFailure, DecodedEvent, InputRecord, OutMessage, PublishError, Publisher,
+};
+use logpipe_postgres::{
+    Database, DbError, PartitionProgress, insert_records, load_progress, migrate, save_progress,
+    store_batch,
+};
+use logpipe_schema::LogRecord;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
@@ -125,17 +132,12 @@ impl Ingestor {
             Ok(p) => p,
             Err(e) => return fail_everything(summary, &records, &HashMap::new(), e.to_string()),
         };
-        let is_duplicate = |r: &InputRecord| {
-            progress
-                .get(&(r.topic.clone(), r.partition))
-                .is_some_and(|last| r.offset <= *last)
-        };
 
         // Everything to publish, each message remembering its record.
         let mut messages: Vec<OutMessage> = Vec::new();
         let mut owners: Vec<usize> = Vec::new();
         for (i, (record, verdict)) in records.iter().zip(&verdicts).enumerate() {
-            if is_duplicate(record) {
+            if already_done(&progress, record) {
                 continue;
             }
             match verdict {
@@ -172,8 +174,16 @@ impl Ingestor {
             }
         }
 
-        // Publish; a failed delivery stops its partition at that record.
-        let results = self.publisher.publish_all(&messages).await;
+        // Fast path: publish while the rows and progress are written in an
+        // open transaction; commit only once every delivery succeeded.
+        let no_stops = HashMap::new();
+        let rows = handled_rows(&records, &verdicts, &progress, &no_stops);
+        let progress_all = new_progress(&partitions, &no_stops);
+        let (stored, results) = self
+            .store_while_publishing(&rows, &progress_all, &messages)
+            .await;
+
+        // A failed delivery stops its partition at that record.
         let mut stop_at: HashMap<PartitionKey, i64> = HashMap::new();
         let mut cause = None;
         let mut whole_batch_failed = false;
@@ -196,51 +206,30 @@ impl Ingestor {
             .zip(&owners)
             .filter(|(res, o)| res.is_ok() && matches!(verdicts[**o], Verdict::Rows(_)))
             .count();
-        let stopped = |r: &InputRecord| {
-            stop_at
-                .get(&(r.topic.clone(), r.partition))
-                .is_some_and(|k| r.offset >= *k)
+        let (rows_written, stored) = match stored {
+            Err(e) => return fail_everything(summary, &records, &progress, e.to_string()),
+            Ok(Some(inserted)) => (rows.len(), Ok(inserted)),
+            // Some deliveries failed, so nothing was committed: store what
+            // was handled, up to the first failure of each partition.
+            Ok(None) => {
+                let rows = handled_rows(&records, &verdicts, &progress, &stop_at);
+                let progress = new_progress(&partitions, &stop_at);
+                (rows.len(), self.store(&rows, &progress).await)
+            }
         };
-
-        // Rows and progress of everything handled, in one transaction.
-        let rows: Vec<_> = records
-            .iter()
-            .zip(&verdicts)
-            .filter(|(r, _)| !is_duplicate(r) && !stopped(r))
-            .filter_map(|(_, v)| match v {
-                Verdict::Rows(rows) => Some(rows.iter().cloned()),
-                Verdict::Poison(_) => None,
-            })
-            .flatten()
-            .collect();
-        let new_progress: Vec<PartitionProgress> = partitions
-            .iter()
-            .filter_map(|(key, range)| {
-                let last = match stop_at.get(key) {
-                    Some(k) if *k > range.first => k - 1,
-                    Some(_) => return None,
-                    None => range.last,
-                };
-                Some(PartitionProgress {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    last_offset: last,
-                })
-            })
-            .collect();
-        let inserted = match self.store(&rows, &new_progress).await {
+        let inserted = match stored {
             Ok(n) => n,
             Err(e) => return fail_everything(summary, &records, &progress, e.to_string()),
         };
         summary.rows_inserted = inserted;
-        summary.rows_already_present = rows.len() as u64 - inserted;
+        summary.rows_already_present = rows_written as u64 - inserted;
 
         // Account for every record.
         let mut failures: BTreeMap<PartitionKey, i64> = BTreeMap::new();
         for (record, verdict) in records.iter().zip(&verdicts) {
-            if is_duplicate(record) {
+            if already_done(&progress, record) {
                 summary.records_duplicate += 1;
-            } else if stopped(record) {
+            } else if stopped(&stop_at, record) {
                 summary.records_retry += 1;
                 failures
                     .entry((record.topic.clone(), record.partition))
@@ -281,12 +270,110 @@ impl Ingestor {
 
     async fn store(
         &self,
-        rows: &[logpipe_schema::LogRecord],
+        rows: &[&LogRecord],
         progress: &[PartitionProgress],
     ) -> Result<u64, DbError> {
         let mut client = self.db.client().await?;
         store_batch(&mut client, &self.config.consumer_group, rows, progress).await
     }
+
+    /// Writes rows and progress in a transaction while the messages are
+    /// published, and commits only when every delivery succeeded. Returns
+    /// `Ok(Some(rows inserted))` when committed, `Ok(None)` when a delivery
+    /// failed (rolled back, nothing stored), and the publish results.
+    async fn store_while_publishing(
+        &self,
+        rows: &[&LogRecord],
+        progress: &[PartitionProgress],
+        messages: &[OutMessage],
+    ) -> (
+        Result<Option<u64>, DbError>,
+        Vec<Result<Delivered, PublishError>>,
+    ) {
+        let group = &self.config.consumer_group;
+        let mut client = match self.db.client().await {
+            Ok(c) => c,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let txn = match client.transaction().await {
+            Ok(t) => t,
+            Err(e) => return (Err(DbError::from_query(e)), Vec::new()),
+        };
+        let write = async {
+            let inserted = insert_records(&txn, rows).await?;
+            save_progress(&txn, group, progress).await?;
+            Ok::<_, DbError>(inserted)
+        };
+        let (written, results) = tokio::join!(write, self.publisher.publish_all(messages));
+        let all_delivered = results.iter().all(Result::is_ok);
+        let outcome = match written {
+            Err(e) => Err(e),
+            Ok(_) if !all_delivered => Ok(None), // dropping the transaction rolls it back
+            Ok(inserted) => txn
+                .commit()
+                .await
+                .map(|_| Some(inserted))
+                .map_err(DbError::from_query),
+        };
+        (outcome, results)
+    }
+}
+
+/// Whether the group already handled this record (at or below its progress).
+fn already_done(progress: &HashMap<PartitionKey, i64>, r: &InputRecord) -> bool {
+    progress
+        .get(&(r.topic.clone(), r.partition))
+        .is_some_and(|last| r.offset <= *last)
+}
+
+/// Whether the record is at or after its partition's first failure.
+fn stopped(stop_at: &HashMap<PartitionKey, i64>, r: &InputRecord) -> bool {
+    stop_at
+        .get(&(r.topic.clone(), r.partition))
+        .is_some_and(|k| r.offset >= *k)
+}
+
+/// The rows of every record handled in this batch: not done before, not
+/// stopped by a failure in its partition.
+fn handled_rows<'a>(
+    records: &'a [InputRecord],
+    verdicts: &'a [Verdict],
+    progress: &HashMap<PartitionKey, i64>,
+    stop_at: &HashMap<PartitionKey, i64>,
+) -> Vec<&'a LogRecord> {
+    records
+        .iter()
+        .zip(verdicts)
+        .filter(|(r, _)| !already_done(progress, r) && !stopped(stop_at, r))
+        .filter_map(|(_, v)| match v {
+            Verdict::Rows(rows) => Some(rows.iter()),
+            Verdict::Poison(_) => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Progress to store: the last offset of each partition, or just before its
+/// first failure (nothing when the failure is at its first offset).
+fn new_progress(
+    partitions: &BTreeMap<PartitionKey, OffsetRange>,
+    stop_at: &HashMap<PartitionKey, i64>,
+) -> Vec<PartitionProgress> {
+    partitions
+        .iter()
+        .filter_map(|(key, range)| {
+            let last = match stop_at.get(key) {
+                Some(k) if *k > range.first => k - 1,
+                Some(_) => return None,
+                None => range.last,
+            };
+            Some(PartitionProgress {
+                topic: key.0.clone(),
+                partition: key.1,
+                last_offset: last,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]

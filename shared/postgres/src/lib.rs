@@ -9,5 +9,7 @@ mod store;
 pub use connection::{Database, DbSettings, DbSource};
 pub use error::DbError;
 pub use migrate::migrate;
-pub use store::{PartitionProgress, copy_records, insert_records, load_progress, store_batch};
+pub use store::{
+    PartitionProgress, copy_records, insert_records, load_progress, save_progress, store_batch,
+};
 pub use tokio_postgres;

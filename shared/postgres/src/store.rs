@@ -90,7 +90,7 @@ pub async fn load_progress(
 pub async fn store_batch(
     client: &mut Client,
     group: &str,
-    records: &[LogRecord],
+    records: &[&LogRecord],
     progress: &[PartitionProgress],
 ) -> Result<u64, DbError> {
     let txn = client.transaction().await.map_err(DbError::from_query)?;
@@ -102,7 +102,7 @@ pub async fn store_batch(
 
 /// Binary COPY into a session-local staging table, then one
 /// `INSERT … ON CONFLICT DO NOTHING`: COPY speed with idempotence.
-pub async fn insert_records(txn: &Transaction<'_>, records: &[LogRecord]) -> Result<u64, DbError> {
+pub async fn insert_records(txn: &Transaction<'_>, records: &[&LogRecord]) -> Result<u64, DbError> {
     if records.is_empty() {
         return Ok(0);
     }
@@ -130,7 +130,7 @@ pub async fn insert_records(txn: &Transaction<'_>, records: &[LogRecord]) -> Res
 pub async fn copy_records(
     client: &Transaction<'_>,
     table: &str,
-    records: &[LogRecord],
+    records: &[&LogRecord],
 ) -> Result<u64, DbError> {
     let sink = client
         .copy_in(&format!(
@@ -151,7 +151,8 @@ pub async fn copy_records(
     writer.finish().await.map_err(DbError::from_query)
 }
 
-async fn save_progress(
+/// Advances the group's progress (never backwards).
+pub async fn save_progress(
     txn: &Transaction<'_>,
     group: &str,
     progress: &[PartitionProgress],

@@ -52,7 +52,10 @@ async fn main() -> Result<()> {
             .output()
             .context("running the ingest child")?;
         if !out.status.success() {
-            bail!("ingest child failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "ingest child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let (secs, rss): (f64, u64) = parse_child(&text)?;
@@ -63,7 +66,7 @@ async fn main() -> Result<()> {
         let mut client = admin.client().await?;
         let started = Instant::now();
         let txn = client.transaction().await?;
-        copy_records(&txn, "logs", &rows).await?;
+        copy_records(&txn, "logs", &rows.iter().collect::<Vec<_>>()).await?;
         txn.commit().await?;
         copy_rates.push(records.len() as f64 / started.elapsed().as_secs_f64());
     }
@@ -79,18 +82,29 @@ async fn main() -> Result<()> {
 /// Child mode: build the clients (untimed, as Lambda init), handle the
 /// event once (timed, including decoding the JSON), report time and peak RSS.
 async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()> {
-    let config = IngestConfig { message_timeout: Duration::from_secs(30), ..IngestConfig::default() };
+    let config = IngestConfig {
+        message_timeout: Duration::from_secs(30),
+        ..IngestConfig::default()
+    };
     let db = Database::new(DbSettings::from_url(url, "bench-ingest"), None)?;
-    let publisher = Publisher::new(KafkaSettings::plaintext(bootstrap, "bench"), None, config.message_timeout).await?;
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(bootstrap, "bench"),
+        None,
+        config.message_timeout,
+    )
+    .await?;
     let ingestor = Ingestor::new(config, db, publisher);
     ingestor.ensure_schema().await?;
     let bytes = std::fs::read(event_file)?;
     let started = Instant::now();
     let payload: KafkaEventPayload = serde_json::from_slice(&bytes)?;
     drop(bytes);
-    let response = ingest::handle(&ingestor, LambdaEvent::new(payload, LambdaContext::default()))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let response = ingest::handle(
+        &ingestor,
+        LambdaEvent::new(payload, LambdaContext::default()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64();
     if response.summary.records_stored != RECORDS {
         bail!("expected {RECORDS} stored, got {:?}", response.summary);
@@ -119,14 +133,23 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 async fn truncate(db: &Database) -> Result<()> {
-    db.client().await?.batch_execute("TRUNCATE logs, ingest_progress").await?;
+    db.client()
+        .await?
+        .batch_execute("TRUNCATE logs, ingest_progress")
+        .await?;
     Ok(())
 }
 
 /// 10,000 records of a realistic mix (~330 bytes each, ~5 MB as an event).
 fn sample_records() -> Vec<EventRecord> {
     let services = ["checkout", "payments", "search", "auth", "inventory"];
-    let paths = ["/api/orders", "/api/cart", "/api/search?q=shoes", "/login", "/api/items/42"];
+    let paths = [
+        "/api/orders",
+        "/api/cart",
+        "/api/search?q=shoes",
+        "/login",
+        "/api/items/42",
+    ];
     (0..RECORDS)
         .map(|i| {
             let svc = services[i % services.len()];
@@ -172,7 +195,10 @@ fn baseline_rows(records: &[EventRecord]) -> Result<Vec<LogRecord>> {
     for r in records {
         let text = std::str::from_utf8(r.value.as_deref().unwrap_or_default())?;
         let time = chrono::DateTime::from_timestamp_millis(r.timestamp_ms).unwrap_or_default();
-        for (seq, mut row) in logpipe_schema::parse(text, None, time)?.into_iter().enumerate() {
+        for (seq, mut row) in logpipe_schema::parse(text, None, time)?
+            .into_iter()
+            .enumerate()
+        {
             row.kafka = Some(KafkaCoordinates {
                 topic: r.topic.clone(),
                 partition: r.partition,
