@@ -45,11 +45,11 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
         .await
         .unwrap();
     let event = event(&records, EventSource::Msk, &bootstrap);
-    let ingestor = ingestor(&stack, config(true)).await.unwrap();
+    let handler = ingestor(&stack, config(true)).await.unwrap();
 
     let expected_rows: i64 = valid.iter().map(|(_, n)| n).sum::<i64>() + 2;
     let valid_records = valid.len() + 2;
-    let first = invoke(&ingestor, &event)
+    let first = invoke(&handler, &event)
         .await
         .expect("first invocation succeeds");
     let s = &first.summary;
@@ -82,7 +82,7 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
 
     // The same event twice more: nothing new.
     for _ in 0..2 {
-        let again = invoke(&ingestor, &event).await.expect("replay succeeds");
+        let again = invoke(&handler, &event).await.expect("replay succeeds");
         assert_eq!(
             again.summary.records_duplicate,
             input.len(),
@@ -95,6 +95,23 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
             "replays are not dead-lettered twice"
         );
     }
+    assert_eq!(count(&db, "SELECT count(*) FROM logs").await, expected_rows);
+
+    // A second consumer group on the same topic has no progress of its own:
+    // its rows already exist, so the direct COPY conflicts and the staging
+    // path inserts nothing.
+    let other = ingestor(
+        &stack,
+        IngestConfig {
+            consumer_group: "another-group".into(),
+            ..config(true)
+        },
+    )
+    .await
+    .unwrap();
+    let second = invoke(&other, &event).await.expect("second group succeeds");
+    assert_eq!(second.summary.rows_inserted, 0, "{:?}", second.summary);
+    assert_eq!(second.summary.rows_already_present as i64, expected_rows);
     assert_eq!(count(&db, "SELECT count(*) FROM logs").await, expected_rows);
 
     // The poison records are on the DLQ with their error headers.
@@ -130,12 +147,12 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
     // Stored rows + dead letters = input.
     assert_eq!(s.records_stored + dead.len(), input.len());
 
-    // Normalized records were forwarded once each, keyed by record id.
+    // Normalized records were forwarded once per group, keyed by record id.
     let forwarded = consume(
         &bootstrap,
         "log-processing",
         "test-forward",
-        expected_rows as usize,
+        2 * expected_rows as usize,
     )
     .await
     .unwrap();

@@ -11,6 +11,7 @@ use std::time::Duration;
 /// | `MAX_RECORD_BYTES` | `262144` | larger values are dead-lettered (`oversized`) |
 /// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`) |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
+/// | `RUN_MIGRATIONS` | `true` | apply migrations at init (the database user then needs CREATE on the schema) |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `ingest` | named in dead-letter headers |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestConfig {
@@ -22,6 +23,7 @@ pub struct IngestConfig {
     pub dlq_max_value_bytes: usize,
     pub message_timeout: Duration,
     pub function_name: String,
+    pub run_migrations: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,7 @@ impl Default for IngestConfig {
             dlq_max_value_bytes: 900_000,
             message_timeout: Duration::from_secs(20),
             function_name: "ingest".into(),
+            run_migrations: true,
         }
     }
 }
@@ -59,16 +62,15 @@ impl IngestConfig {
                 _ => Ok(default),
             }
         };
-        let report = match get("REPORT_BATCH_ITEM_FAILURES").as_deref().map(str::trim) {
-            None | Some("") => d.report_batch_item_failures,
-            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
-            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
-            Some(v) => {
-                return Err(ConfigError(format!(
-                    "REPORT_BATCH_ITEM_FAILURES={v:?}: expected true or false"
-                )));
+        let flag = |key: &str, default: bool| -> Result<bool, ConfigError> {
+            match get(key).as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+                Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+                Some(v) => Err(ConfigError(format!("{key}={v:?}: expected true or false"))),
             }
         };
+        let report = flag("REPORT_BATCH_ITEM_FAILURES", d.report_batch_item_failures)?;
         Ok(Self {
             consumer_group: get("CONSUMER_GROUP")
                 .filter(|v| !v.is_empty())
@@ -92,6 +94,7 @@ impl IngestConfig {
             function_name: get("AWS_LAMBDA_FUNCTION_NAME")
                 .filter(|v| !v.is_empty())
                 .unwrap_or(d.function_name),
+            run_migrations: flag("RUN_MIGRATIONS", d.run_migrations)?,
         })
     }
 }

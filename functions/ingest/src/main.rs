@@ -2,7 +2,9 @@
 
 use lambda_runtime::{Error, run, service_fn};
 
-#[tokio::main]
+// One invocation at a time per sandbox: a single-threaded runtime is enough
+// and keeps memory low (librdkafka has its own threads).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
     let ingestor = ingest::from_env().await?;

@@ -79,16 +79,19 @@ pub fn dead_letter(
 
 /// A normalized record for downstream consumers, keyed by its stable id so
 /// a replay can be recognised.
-pub fn forward(record: &LogRecord, topic: &str) -> Result<OutMessage, serde_json::Error> {
+pub fn forward(record: &LogRecord, topic: &str) -> OutMessage {
     let id = record
         .kafka
         .as_ref()
         .map(|k| k.record_id())
         .unwrap_or_default();
-    Ok(OutMessage {
+    // ok: a LogRecord always serializes (string keys only; serde_json writes
+    // non-finite floats as null).
+    let payload = serde_json::to_vec(record).expect("LogRecord serializes"); // ok: see above
+    OutMessage {
         topic: topic.to_string(),
         key: Some(id.into_bytes()),
-        payload: Some(serde_json::to_vec(record)?),
+        payload: Some(payload),
         headers: vec![
             ("content-type".into(), b"application/json".to_vec()),
             (
@@ -96,7 +99,7 @@ pub fn forward(record: &LogRecord, topic: &str) -> Result<OutMessage, serde_json
                 record.source_type.as_str().as_bytes().to_vec(),
             ),
         ],
-    })
+    }
 }
 
 #[cfg(test)]

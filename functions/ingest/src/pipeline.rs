@@ -90,6 +90,9 @@ impl Ingestor {
     pub async fn ensure_schema(&self) -> Result<(), DbError> {
         self.schema_ready
             .get_or_try_init(|| async {
+                if !self.config.run_migrations {
+                    return Ok(());
+                }
                 let mut client = self.db.client().await?;
                 migrate(&mut client).await.map(|_| ())
             })
@@ -117,7 +120,8 @@ impl Ingestor {
     }
 
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
-        let records = event.records;
+        let started = std::time::Instant::now();
+        let mut records = event.records;
         let verdicts: Vec<Verdict> = records
             .iter()
             .map(|r| classify(r, self.config.max_record_bytes))
@@ -134,7 +138,8 @@ impl Ingestor {
         };
 
         // Everything to publish, each message remembering its record.
-        let mut messages: Vec<OutMessage> = Vec::new();
+        // Forwarded records are serialized only when queued (see publish_all).
+        let mut messages: Vec<Pending<'_>> = Vec::new();
         let mut owners: Vec<usize> = Vec::new();
         for (i, (record, verdict)) in records.iter().zip(&verdicts).enumerate() {
             if already_done(&progress, record) {
@@ -147,41 +152,42 @@ impl Ingestor {
                         error_class = p.class, error = %p.message,
                         "record cannot be ingested; sending it to the dead-letter topic"
                     );
-                    messages.push(dead_letter(
+                    messages.push(Pending::Ready(dead_letter(
                         record,
                         p,
                         format!("{}{}", record.topic, self.config.dlq_suffix),
                         &self.config.function_name,
                         self.config.dlq_max_value_bytes,
-                    ));
+                    )));
                     owners.push(i);
                 }
                 Verdict::Rows(rows) => {
                     if let Some(topic) = &self.config.forward_topic {
                         for row in rows {
-                            match forward(row, topic) {
-                                Ok(m) => {
-                                    messages.push(m);
-                                    owners.push(i);
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "normalized record cannot be serialized")
-                                }
-                            }
+                            messages.push(Pending::Forward(row, topic));
+                            owners.push(i);
                         }
                     }
                 }
             }
         }
 
-        // Fast path: publish while the rows and progress are written in an
-        // open transaction; commit only once every delivery succeeded.
+        // The values are in the dead letters and the parsed rows now.
+        for r in &mut records {
+            r.value = None;
+        }
         let no_stops = HashMap::new();
         let rows = handled_rows(&records, &verdicts, &progress, &no_stops);
         let progress_all = new_progress(&partitions, &no_stops);
+        let classified_ms = started.elapsed().as_millis() as u64;
         let (stored, results) = self
-            .store_while_publishing(&rows, &progress_all, &messages)
+            .store_while_publishing(&rows, &progress_all, messages)
             .await;
+        tracing::debug!(
+            classified_ms,
+            stored_and_published_ms = started.elapsed().as_millis() as u64 - classified_ms,
+            "batch phases"
+        );
 
         // A failed delivery stops its partition at that record.
         let mut stop_at: HashMap<PartitionKey, i64> = HashMap::new();
@@ -285,7 +291,7 @@ impl Ingestor {
         &self,
         rows: &[&LogRecord],
         progress: &[PartitionProgress],
-        messages: &[OutMessage],
+        messages: Vec<Pending<'_>>,
     ) -> (
         Result<Option<u64>, DbError>,
         Vec<Result<Delivered, PublishError>>,
@@ -295,16 +301,37 @@ impl Ingestor {
             Ok(c) => c,
             Err(e) => return (Err(e), Vec::new()),
         };
-        let txn = match client.transaction().await {
+        let mut txn = match client.transaction().await {
             Ok(t) => t,
             Err(e) => return (Err(DbError::from_query(e)), Vec::new()),
         };
         let write = async {
-            let inserted = insert_records(&txn, rows).await?;
+            let inserted = insert_records(&mut txn, rows).await?;
             save_progress(&txn, group, progress).await?;
             Ok::<_, DbError>(inserted)
         };
-        let (written, results) = tokio::join!(write, self.publisher.publish_all(messages));
+        let t0 = std::time::Instant::now();
+        let publish = async {
+            let count = messages.len();
+            let builders: Vec<_> = messages.into_iter().map(|m| move || m.build()).collect();
+            let r = self.publisher.publish_all(builders).await;
+            tracing::debug!(
+                publish_ms = t0.elapsed().as_millis() as u64,
+                messages = count,
+                "published"
+            );
+            r
+        };
+        let write = async {
+            let r = write.await;
+            tracing::debug!(
+                write_ms = t0.elapsed().as_millis() as u64,
+                rows = rows.len(),
+                "rows written"
+            );
+            r
+        };
+        let (written, results) = tokio::join!(write, publish);
         let all_delivered = results.iter().all(Result::is_ok);
         let outcome = match written {
             Err(e) => Err(e),
@@ -316,6 +343,21 @@ impl Ingestor {
                 .map_err(DbError::from_query),
         };
         (outcome, results)
+    }
+}
+
+/// A message to publish, built when it is queued.
+enum Pending<'a> {
+    Ready(OutMessage),
+    Forward(&'a LogRecord, &'a str),
+}
+
+impl Pending<'_> {
+    fn build(self) -> OutMessage {
+        match self {
+            Pending::Ready(m) => m,
+            Pending::Forward(record, topic) => forward(record, topic),
+        }
     }
 }
 

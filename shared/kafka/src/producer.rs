@@ -169,36 +169,60 @@ impl Publisher {
 
     /// Publishes every message concurrently and waits for each delivery.
     /// Results are in the order of `messages`.
-    pub async fn publish_all(
-        &self,
-        messages: &[OutMessage],
-    ) -> Vec<Result<Delivered, PublishError>> {
+    ///
+    /// Messages are given as builders, called one at a time just before the
+    /// message is queued and dropped as soon as librdkafka has copied it, so
+    /// a large batch never sits in memory twice.
+    pub async fn publish_all<F>(&self, messages: Vec<F>) -> Vec<Result<Delivered, PublishError>>
+    where
+        F: FnOnce() -> OutMessage,
+    {
         let producer = self.producer();
         let servers = self.settings.bootstrap_servers.as_str();
-        let sends = messages.iter().map(|m| {
+        let sends = messages.into_iter().map(|build| {
             let producer = &producer;
             async move {
-                let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-                for (name, value) in &m.headers {
-                    headers = headers.insert(Header {
-                        key: name,
-                        value: Some(value),
-                    });
-                }
-                let mut record: FutureRecord<'_, [u8], [u8]> =
-                    FutureRecord::to(&m.topic).headers(headers);
-                if let Some(k) = &m.key {
-                    record = record.key(k.as_slice());
-                }
-                if let Some(p) = &m.payload {
-                    record = record.payload(p.as_slice());
-                }
-                match producer.send(record, self.message_timeout).await {
-                    Ok(d) => Ok(Delivered {
-                        partition: d.partition,
-                        offset: d.offset,
-                    }),
-                    Err((e, _)) => Err(PublishError::classify(servers, &m.topic, &e)),
+                let m = build();
+                let topic = m.topic.clone();
+                let delivery = loop {
+                    let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+                    for (name, value) in &m.headers {
+                        headers = headers.insert(Header {
+                            key: name,
+                            value: Some(value),
+                        });
+                    }
+                    let mut record: FutureRecord<'_, [u8], [u8]> =
+                        FutureRecord::to(&m.topic).headers(headers);
+                    if let Some(k) = &m.key {
+                        record = record.key(k.as_slice());
+                    }
+                    if let Some(p) = &m.payload {
+                        record = record.payload(p.as_slice());
+                    }
+                    match producer.send_result(record) {
+                        Ok(delivery) => break Ok(delivery),
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            // librdkafka's queue is full: let it drain.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, _)) => break Err(e),
+                    }
+                };
+                drop(m);
+                match delivery {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(d)) => Ok(Delivered {
+                            partition: d.partition,
+                            offset: d.offset,
+                        }),
+                        Ok(Err((e, _))) => Err(PublishError::classify(servers, &topic, &e)),
+                        Err(_cancelled) => Err(PublishError::Other {
+                            topic,
+                            detail: "the producer was dropped before delivery".into(),
+                        }),
+                    },
+                    Err(e) => Err(PublishError::classify(servers, &topic, &e)),
                 }
             }
         });
@@ -308,11 +332,14 @@ async fn build_producer(
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .set("compression.type", env_or("KAFKA_COMPRESSION", "lz4"))
+        .set("linger.ms", env_or("KAFKA_LINGER_MS", "5"))
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "100000")
-        .set("queue.buffering.max.kbytes", "65536")
+        .set(
+            "queue.buffering.max.kbytes",
+            env_or("KAFKA_QUEUE_MAX_KBYTES", "65536"),
+        )
         .set(
             "message.timeout.ms",
             message_timeout.as_millis().to_string(),
@@ -322,4 +349,12 @@ async fn build_producer(
     config
         .create()
         .map_err(|e| PublishError::Config(e.to_string()))
+}
+
+/// A producer tuning knob from the environment.
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
 }

@@ -93,18 +93,41 @@ pub async fn store_batch(
     records: &[&LogRecord],
     progress: &[PartitionProgress],
 ) -> Result<u64, DbError> {
-    let txn = client.transaction().await.map_err(DbError::from_query)?;
-    let inserted = insert_records(&txn, records).await?;
+    let mut txn = client.transaction().await.map_err(DbError::from_query)?;
+    let inserted = insert_records(&mut txn, records).await?;
     save_progress(&txn, group, progress).await?;
     txn.commit().await.map_err(DbError::from_query)?;
     Ok(inserted)
 }
 
-/// Binary COPY into a session-local staging table, then one
-/// `INSERT … ON CONFLICT DO NOTHING`: COPY speed with idempotence.
-pub async fn insert_records(txn: &Transaction<'_>, records: &[&LogRecord]) -> Result<u64, DbError> {
+/// Inserts the rows, skipping any already present. Returns how many were new.
+///
+/// Common case first: rows above the stored progress cannot be in `logs`
+/// yet (rows and progress commit together), so a binary COPY straight into
+/// `logs` inside a savepoint usually succeeds at full COPY speed. If another
+/// writer got there first (a unique violation), the savepoint is rolled back
+/// and the rows go through a staging table and `INSERT … ON CONFLICT DO
+/// NOTHING` instead — still one COPY, and idempotent.
+pub async fn insert_records(
+    txn: &mut Transaction<'_>,
+    records: &[&LogRecord],
+) -> Result<u64, DbError> {
     if records.is_empty() {
         return Ok(0);
+    }
+    let direct = txn
+        .savepoint("direct_copy")
+        .await
+        .map_err(DbError::from_query)?;
+    match copy_records(&direct, "logs", records).await {
+        Ok(n) => {
+            direct.commit().await.map_err(DbError::from_query)?;
+            return Ok(n);
+        }
+        Err(DbError::Rejected { code, .. }) if code == "23505" => {
+            direct.rollback().await.map_err(DbError::from_query)?;
+        }
+        Err(e) => return Err(e),
     }
     txn.batch_execute(
         "CREATE TEMP TABLE IF NOT EXISTS logs_staging

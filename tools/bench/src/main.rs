@@ -20,12 +20,19 @@ const RECORDS: usize = 10_000;
 const PARTITIONS: i32 = 6;
 const RUNS: usize = 3;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--ingest-once") {
-        return ingest_once(&args[2], &args[3], &args[4]).await;
+    if args.get(1).map(String::as_str) == Some("--ingest-once") && args.len() == 5 {
+        // The same single-threaded runtime as the function's main.rs.
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ingest_once(&args[2], &args[3], &args[4]));
     }
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+async fn bench() -> Result<()> {
     let stack = LocalStack::start(StackOptions::default()).await?;
     let records = sample_records();
     let event = build_event(EventSource::Msk, &stack.bootstrap_servers(), None, &records);
@@ -51,6 +58,7 @@ async fn main() -> Result<()> {
             .arg(&event_file)
             .output()
             .context("running the ingest child")?;
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
             bail!(
                 "ingest child failed: {}",
@@ -58,7 +66,10 @@ async fn main() -> Result<()> {
             );
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let (secs, rss): (f64, u64) = parse_child(&text)?;
+        let (secs, rss): (f64, u64) = parse_child(text.lines().last().unwrap_or_default())?;
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            eprintln!("child: {line}");
+        }
         ingest_rates.push(records.len() as f64 / secs);
         peak_rss_kb = peak_rss_kb.max(rss);
 
@@ -82,10 +93,15 @@ async fn main() -> Result<()> {
 /// Child mode: build the clients (untimed, as Lambda init), handle the
 /// event once (timed, including decoding the JSON), report time and peak RSS.
 async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()> {
+    // The environment may tune the handler (e.g. FORWARD_TOPIC= to see the
+    // cost of forwarding); defaults otherwise.
     let config = IngestConfig {
         message_timeout: Duration::from_secs(30),
-        ..IngestConfig::default()
+        ..IngestConfig::from_env()?
     };
+    if std::env::var_os("RUST_LOG").is_some() {
+        logpipe_telemetry::init_json_logs();
+    }
     let db = Database::new(DbSettings::from_url(url, "bench-ingest"), None)?;
     let publisher = Publisher::new(
         KafkaSettings::plaintext(bootstrap, "bench"),
@@ -94,7 +110,10 @@ async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()>
     )
     .await?;
     let ingestor = Ingestor::new(config, db, publisher);
+    // The same init as the function's main.rs.
     ingestor.ensure_schema().await?;
+    ingestor.check_topics().await;
+    let init_rss_kb = peak_rss_kb();
     let bytes = std::fs::read(event_file)?;
     let started = Instant::now();
     let payload: KafkaEventPayload = serde_json::from_slice(&bytes)?;
@@ -109,6 +128,7 @@ async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()>
     if response.summary.records_stored != RECORDS {
         bail!("expected {RECORDS} stored, got {:?}", response.summary);
     }
+    eprintln!("child: peak RSS after init {} kB", init_rss_kb);
     println!("{secs} {}", peak_rss_kb());
     Ok(())
 }
@@ -121,10 +141,17 @@ fn parse_child(text: &str) -> Result<(f64, u64)> {
     }
 }
 
+/// Peak RSS of this process in kB. VmHWM, not getrusage's ru_maxrss: the
+/// latter survives execve, so a child would report its parent's peak.
 fn peak_rss_kb() -> u64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage.ru_maxrss as u64
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn median(v: &mut [f64]) -> f64 {
