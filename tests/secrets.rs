@@ -163,7 +163,9 @@ async fn a_missing_secret_is_named_as_such() {
         Some(cache),
     )
     .unwrap();
-    let err = db.client().await.err().expect("no such secret");
+    let Err(err) = db.client().await else {
+        panic!("no such secret")
+    };
     assert!(
         matches!(err, DbError::Secret(SecretsError::Missing { .. })),
         "{err:?}"
@@ -182,7 +184,9 @@ async fn unreachable_database_and_broker_get_specific_errors() {
         None,
     )
     .unwrap();
-    let err = db.client().await.err().expect("no server");
+    let Err(err) = db.client().await else {
+        panic!("no server")
+    };
     assert!(matches!(err, DbError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().starts_with("database unreachable"), "{err}");
     assert!(err.is_transient());
@@ -195,7 +199,9 @@ async fn unreachable_database_and_broker_get_specific_errors() {
         None,
     )
     .unwrap();
-    let err = wrong.client().await.err().expect("bad password");
+    let Err(err) = wrong.client().await else {
+        panic!("bad password")
+    };
     assert!(err.to_string().contains("authentication failed"), "{err}");
 
     let publisher = Publisher::new(
