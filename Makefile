@@ -21,15 +21,7 @@ demo: tools
 	@scripts/demo.sh
 
 test: tools
-	@echo "==> formatting and lints"
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@echo "==> unit and integration tests (each test starts and stops its own PostgreSQL, Tansu and moto)"
-	$(CARGO) test --workspace
-	@echo "==> sample events through cargo lambda watch"
-	@scripts/invoke-samples.sh
-	@echo "==> Lambda release build"
-	$(MAKE) build
+	@scripts/test.sh
 
 unit:
 	$(CARGO) test --workspace --lib --bins

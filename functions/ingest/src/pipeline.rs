@@ -22,7 +22,7 @@ use logpipe_schema::LogRecord;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::classify::{Verdict, classify};
+use crate::classify::{Verdict, classify_all};
 use crate::config::IngestConfig;
 use crate::messages::{dead_letter, forward};
 
@@ -122,10 +122,7 @@ impl Ingestor {
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
         let started = std::time::Instant::now();
         let mut records = event.records;
-        let verdicts: Vec<Verdict> = records
-            .iter()
-            .map(|r| classify(r, self.config.max_record_bytes))
-            .collect();
+        let verdicts = classify_all(&records, self.config.max_record_bytes);
         let mut summary = BatchSummary {
             records_in: records.len(),
             ..Default::default()

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make test`: lints, every unit and integration test, the sample events
+# through `cargo lambda watch`, and the Lambda release build. Ends with one
+# line that counts every test: "tests: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log=target/test-output.log
+mkdir -p target
+passed=0
+failed=0
+status=0
+
+step() { # name, command...
+  local name=$1
+  shift
+  say "$name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    status=1
+    say "FAILED: $name"
+  fi
+}
+
+step "formatting (cargo fmt --check)" cargo fmt --all -- --check
+step "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
+
+say "unit and integration tests (each integration test starts and stops its own PostgreSQL, Tansu and moto)"
+cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
+if [ "${PIPESTATUS[0]}" != 0 ]; then status=1; fi
+read -r p f < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
+passed=$((passed + p))
+failed=$((failed + f))
+
+step "sample events through cargo lambda watch (scripts/invoke-samples.sh)" scripts/invoke-samples.sh
+step "Lambda release build (cargo lambda build --release)" make --no-print-directory build
+
+echo
+echo "tests: $passed passed, $failed failed"
+exit $status
