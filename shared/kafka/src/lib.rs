@@ -8,6 +8,7 @@
 //! - [`producer`]: publishes many messages at once and reports each delivery.
 //! - [`response`]: the partial batch response (`batchItemFailures`).
 
+pub mod admin;
 pub mod event;
 pub mod producer;
 pub mod response;

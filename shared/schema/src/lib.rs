@@ -3,6 +3,7 @@
 //! [`LogRecord`]s back. See `FORMATS.md` in this crate for the accepted
 //! layouts.
 
+pub mod catalog;
 pub mod parse;
 pub mod record;
 

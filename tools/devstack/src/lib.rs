@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 pub use postgres::Postgres;
 pub use process::Lifetime;
 pub use services::{Service, start_moto, start_tansu, workspace_root};
-pub use topics::{PIPELINE_TOPICS, create_topics};
+pub use topics::{apply_local_catalog, create_topics, describe, load_catalog};
 
 /// What a test needs from the stack.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,7 +55,7 @@ impl LocalStack {
             dir,
         };
         migrate(&stack.database_url()).await?;
-        create_topics(&stack.bootstrap_servers(), PIPELINE_TOPICS).await?;
+        apply_local_catalog(&stack.bootstrap_servers()).await?;
         Ok(stack)
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use logpipe_devstack::process::{alive, stop_pid};
 use logpipe_devstack::{
-    Lifetime, PIPELINE_TOPICS, Postgres, create_topics, migrate, start_moto, start_tansu,
+    Lifetime, Postgres, apply_local_catalog, describe, migrate, start_moto, start_tansu,
     workspace_root,
 };
 use serde_json::json;
@@ -29,8 +29,11 @@ async fn main() -> Result<()> {
         Some("up") => up().await,
         Some("down") => down(),
         Some("env") => print_env(&read_state(&stack_dir())?),
+        Some("topics") => topics(&args[1..]).await,
         _ => {
-            eprintln!("usage: logpipe-dev up | down | env");
+            eprintln!(
+                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N]"
+            );
             std::process::exit(2);
         }
     }
@@ -70,14 +73,70 @@ async fn up() -> Result<()> {
     std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
     eprintln!("applying database migrations");
     migrate(&pg_url).await?;
-    eprintln!("creating topics");
-    create_topics(&format!("127.0.0.1:{tansu_port}"), PIPELINE_TOPICS).await?;
+    eprintln!("applying the topic catalog (infra/topics.json)");
+    let report = apply_local_catalog(&format!("127.0.0.1:{tansu_port}")).await?;
+    eprintln!("{}", describe(&report));
     std::fs::write(dir.join("env"), env_lines(&state)?.join("\n") + "\n")?;
     eprintln!(
         "local stack is up; `make down` stops it. Environment (also in {}):",
         dir.join("env").display()
     );
     print_env(&state)
+}
+
+/// Applies the topic catalog to the local stack's broker, or to any broker
+/// given with --bootstrap (PLAINTEXT; for a secured cluster use the same
+/// KAFKA_* variables as the functions).
+async fn topics(args: &[String]) -> Result<()> {
+    let mut bootstrap = None;
+    let mut replication = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--bootstrap" => bootstrap = it.next().cloned(),
+            "--replication-factor" => {
+                replication = Some(
+                    it.next()
+                        .context("--replication-factor needs a number")?
+                        .parse()?,
+                )
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let report = match bootstrap {
+        None if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_none() => {
+            let state = read_state(&stack_dir())?;
+            let servers = state["bootstrap_servers"]
+                .as_str()
+                .context("stack state lacks bootstrap_servers")?;
+            apply_local_catalog(servers).await?
+        }
+        _ => {
+            let mut settings = logpipe_kafka::KafkaSettings::from_env("logpipe-topics")?;
+            if let Some(b) = bootstrap {
+                settings.bootstrap_servers = b;
+            }
+            let secret = match &settings.credentials {
+                logpipe_kafka::settings::SaslCredentials::Secret { arn } => Some(
+                    logpipe_secrets::SecretsCache::from_env()
+                        .await
+                        .get_json(arn, false)
+                        .await?,
+                ),
+                _ => None,
+            };
+            let config = settings.client_config(secret.as_ref())?;
+            logpipe_kafka::admin::apply_catalog(
+                &config,
+                &logpipe_devstack::load_catalog()?,
+                replication,
+            )
+            .await?
+        }
+    };
+    println!("{}", describe(&report));
+    Ok(())
 }
 
 fn down() -> Result<()> {
