@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUNCTIONS := ingest
 
-.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env tools clean
+.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env topics tools clean
 
 help:
 	@echo "make demo     run the pipeline on the local stack and show what happened"
@@ -13,6 +13,7 @@ help:
 	@echo "make invoke   cargo lambda watch + invoke every sample in events/ingest, checking the summaries"
 	@echo "make build    cargo lambda build --release for every function"
 	@echo "make bench    benchmarks (RESULT lines)"
+	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
 
 tools:
 	@scripts/bootstrap.sh all
@@ -54,6 +55,12 @@ down:
 
 env:
 	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- env
+
+# Applies infra/topics.json: to the local stack, or to the cluster named by
+# KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_* security variables), e.g.
+#   make topics KAFKA_BOOTSTRAP_SERVERS=b-1...:9096 TOPICS_ARGS="--replication-factor 3"
+topics:
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- topics $(TOPICS_ARGS)
 
 clean: down
 	rm -rf .local target/lambda
