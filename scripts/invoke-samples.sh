@@ -203,6 +203,47 @@ PY
   fi
 done
 
+# 5. The produce function: each schedule sample gives its record count (or
+# the named error for the invalid one).
+for f in events/produce/*.json; do
+  case "$f" in *.expected.json) continue ;; esac
+  name=$(basename "$f")
+  expected="${f%.json}.expected.json"
+  out="$work/produce-${name%.json}.response.json"
+  invoke_rc=0
+  timeout "$invoke_timeout" cargo lambda invoke produce \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --output-format json --data-file "$f" >"$out" 2>&1 &
+  invoke_pid=$!
+  wait "$invoke_pid" || invoke_rc=$?
+  invoke_pid=""
+  if ! python3 - "$name" "$out" "$expected" "$invoke_rc" <<'PY'
+import json, sys
+name, out, expected, rc = sys.argv[1:5]
+text = open(out, encoding="utf-8", errors="replace").read()
+exp = json.load(open(expected, encoding="utf-8"))
+if "produced" in exp:
+    try:
+        resp = json.loads(text)
+    except ValueError:
+        print(f"FAIL produce {name}: not JSON (exit {rc}): {text[:500]}")
+        sys.exit(1)
+    total = sum(p["records"] for p in resp.get("partitions", {}).values())
+    if resp.get("produced") != exp["produced"] or total != exp["produced"]:
+        print(f"FAIL produce {name}: expected {exp['produced']} produced, got {json.dumps(resp)[:500]}")
+        sys.exit(1)
+    print(f"ok produce {name}: {resp['produced']} records over {len(resp['partitions'])} partitions")
+else:
+    if rc == "0" or exp["error_type"] not in text or exp["message_contains"] not in text:
+        print(f"FAIL produce {name}: expected error {exp['error_type']}, got (exit {rc}): {text[:500]}")
+        sys.exit(1)
+    print(f"ok produce {name}: rejected ({exp['error_type']})")
+PY
+  then
+    failed=1
+  fi
+done
+
 if [ "$failed" -ne 0 ]; then
   echo "some samples did not give the expected counts (function log: $watch_log)" >&2
   exit 1

@@ -87,6 +87,83 @@ async fn bench() -> Result<()> {
     println!("RESULT copy_records_per_s={copy:.0}");
     println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
     println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
+    produce_bench(&stack).await
+}
+
+/// The produce function's generator + producer against a bare rdkafka send
+/// loop of the same pre-built payloads, both warmed up, same broker.
+async fn produce_bench(stack: &LocalStack) -> Result<()> {
+    use logpipe_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    let count = 10_000;
+    let request: logpipe_generator::GenerateRequest =
+        serde_json::from_value(serde_json::json!({"count": count, "seed": 1}))?;
+    let now = chrono::Utc::now();
+    let config = produce::ProduceConfig::default();
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&stack.bootstrap_servers(), "bench-produce"),
+        None,
+        config.message_timeout,
+    )
+    .await?;
+    let producer = produce::Producer::new(config, publisher);
+    let warm: logpipe_generator::GenerateRequest =
+        serde_json::from_value(serde_json::json!({"count": 100, "seed": 2}))?;
+    producer.run(produce::RunInput::Generate(warm), now).await?;
+
+    let raw: FutureProducer = KafkaSettings::plaintext(&stack.bootstrap_servers(), "bench-raw")
+        .client_config(None)?
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()?;
+    let records = logpipe_generator::generate(&request, now, chrono::Duration::minutes(2))?;
+    let send_all = |records: &[logpipe_generator::GeneratedRecord]| {
+        let mut futures = Vec::with_capacity(records.len());
+        for r in records {
+            let mut rec = FutureRecord::to("log-ingestion")
+                .key(r.key.as_str())
+                .payload(r.value.as_str());
+            loop {
+                match raw.send_result(rec) {
+                    Ok(f) => break futures.push(f),
+                    // Queue full: librdkafka's own thread drains it.
+                    Err((_, back)) => {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        futures
+    };
+    for f in send_all(&records[..100]) {
+        let _ = f.await;
+    }
+
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let report = producer
+            .run(produce::RunInput::Generate(request.clone()), now)
+            .await?;
+        ours.push(report.produced as f64 / started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        let mut delivered = 0;
+        for f in send_all(&records) {
+            if matches!(f.await, Ok(Ok(_))) {
+                delivered += 1;
+            }
+        }
+        bare.push(delivered as f64 / started.elapsed().as_secs_f64());
+    }
+    let ours = median(&mut ours);
+    let bare = median(&mut bare);
+    println!("RESULT produce_records_per_s={ours:.0}");
+    println!("RESULT raw_send_records_per_s={bare:.0}");
+    println!("RESULT produce_vs_raw={:.2}", ours / bare);
     Ok(())
 }
 
