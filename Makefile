@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
-FUNCTIONS := ingest
+FUNCTIONS := ingest produce
 
 .PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env topics tools clean
 
