@@ -2,6 +2,7 @@
 //! - EventBridge Scheduler (`ScheduleV2`): the target input JSON as is;
 //! - a classic EventBridge rule (`Schedule`): the `Scheduled Event` envelope,
 //!   whose `detail` may carry the same fields.
+//!
 //! An empty input (`null`, `{}`, or an envelope with an empty detail) means
 //! the defaults.
 
