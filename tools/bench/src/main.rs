@@ -18,7 +18,7 @@ use logpipe_schema::{KafkaCoordinates, LogRecord};
 
 const RECORDS: usize = 10_000;
 const PARTITIONS: i32 = 6;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
