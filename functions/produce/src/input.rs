@@ -7,6 +7,7 @@
 //! the defaults.
 
 use logpipe_generator::{GenerateRequest, ReplayFormat};
+use logpipe_schema::json_kind;
 use serde::Deserialize;
 
 /// A produce run: generated traffic, or a replay of a file.
@@ -70,7 +71,7 @@ pub fn parse_input(payload: &serde_json::Value) -> Result<RunInput, InputError> 
         other => {
             return Err(InputError(format!(
                 "expected a JSON object (or nothing), got {}",
-                kind_of(other)
+                json_kind(other)
             )));
         }
     };
@@ -79,7 +80,7 @@ pub fn parse_input(payload: &serde_json::Value) -> Result<RunInput, InputError> 
         other => {
             return Err(InputError(format!(
                 "detail must be an object, got {}",
-                kind_of(&other)
+                json_kind(&other)
             )));
         }
     };
@@ -99,17 +100,6 @@ pub fn parse_input(payload: &serde_json::Value) -> Result<RunInput, InputError> 
         .map_err(|e| InputError(e.to_string()))?;
     request.validate().map_err(|e| InputError(e.to_string()))?;
     Ok(RunInput::Generate(request))
-}
-
-fn kind_of(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

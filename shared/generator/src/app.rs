@@ -5,6 +5,7 @@
 //! durations) so template mining has structure to find; the variable parts
 //! are also logged as fields.
 
+use crate::template::fill_placeholders;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -405,15 +406,8 @@ fn render(
     text: &str,
     duration_ms: f64,
 ) -> (String, Vec<(String, Value)>) {
-    let mut message = String::with_capacity(text.len() + 32);
     let mut fields = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        message.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let spec = &rest[open + 1..open + close];
+    let message = fill_placeholders(text, |spec, message| {
         let mut parts = spec.splitn(3, ':');
         let name = parts.next().unwrap_or("_");
         let kind = parts.next().unwrap_or("");
@@ -429,8 +423,7 @@ fn render(
             message.push_str(&format!("{} {r}", e.method));
             fields.push(("method".to_owned(), Value::from(e.method)));
             fields.push(("route".to_owned(), Value::from(r)));
-            rest = &rest[open + close + 1..];
-            continue;
+            return;
         }
         let value = placeholder(plan, rng, service, kind, arg, duration_ms);
         match &value {
@@ -440,9 +433,7 @@ fn render(
         if name != "_" {
             fields.push((name.to_owned(), value));
         }
-        rest = &rest[open + close + 1..];
-    }
-    message.push_str(rest);
+    });
     (message, fields)
 }
 

@@ -26,6 +26,7 @@ mod rng;
 mod sap;
 mod sensor;
 mod syslog;
+mod template;
 mod web;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Replay: records from JSON lines or CSV text instead of generated traffic.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use logpipe_schema::json_kind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
@@ -109,17 +110,6 @@ fn err(line: usize, reason: impl Into<String>) -> GenerateError {
     GenerateError::Replay {
         line,
         reason: reason.into(),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -1,6 +1,7 @@
 //! SAP system log / security audit lines in the layout of FORMATS.md:
 //! `YYYY-MM-DD HH:MM:SS <SID> <instance> <client> <user> <tcode> <msgid> <severity> <text>`.
 
+use crate::template::fill_placeholders;
 use chrono::{DateTime, Utc};
 
 use crate::rng::Rng;
@@ -271,33 +272,22 @@ const SYSTEMS: &[System] = &[
 ];
 
 fn fill(rng: &mut Rng, text: &str, tcode: &str, user: &str, client: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 24);
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        match &rest[open + 1..open + close] {
-            "tcode" => out.push_str(tcode),
-            "user" => out.push_str(user),
-            "client" => out.push_str(client),
-            "other" => out.push_str(rng.pick::<&str>(DIALOG_USERS)),
-            "fm" => {
-                let (fm, fg) = rng.pick(FUNCTION_MODULES);
-                out.push_str(&format!("{fm} (function group = {fg})"));
-            }
-            "prog" => out.push_str(rng.pick::<&str>(REPORTS)),
-            "job" => out.push_str(rng.pick::<&str>(JOBS)),
-            "hex" => out.push_str(&rng.hex(8).to_uppercase()),
-            "n" => out.push_str(&rng.range(1, 99).to_string()),
-            "dumpid" => out.push_str(&format!("DUMP{}", rng.digits(6))),
-            other => out.push_str(other),
+    fill_placeholders(text, |name, out| match name {
+        "tcode" => out.push_str(tcode),
+        "user" => out.push_str(user),
+        "client" => out.push_str(client),
+        "other" => out.push_str(rng.pick::<&str>(DIALOG_USERS)),
+        "fm" => {
+            let (fm, fg) = rng.pick(FUNCTION_MODULES);
+            out.push_str(&format!("{fm} (function group = {fg})"));
         }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
+        "prog" => out.push_str(rng.pick::<&str>(REPORTS)),
+        "job" => out.push_str(rng.pick::<&str>(JOBS)),
+        "hex" => out.push_str(&rng.hex(8).to_uppercase()),
+        "n" => out.push_str(&rng.range(1, 99).to_string()),
+        "dumpid" => out.push_str(&format!("DUMP{}", rng.digits(6))),
+        other => out.push_str(other),
+    })
 }
 
 pub(crate) fn record(rng: &mut Rng, time: DateTime<Utc>) -> GeneratedRecord {

@@ -1,6 +1,7 @@
 //! RFC 5424 syslog lines from the hosts under the services:
 //! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG`.
 
+use crate::template::fill_placeholders;
 use chrono::{DateTime, Utc};
 
 use crate::rng::Rng;
@@ -239,14 +240,8 @@ const TABLES: &[&str] = &["orders", "order_items", "stock", "sessions"];
 const APPS: &[&str] = &["checkout", "payments", "search", "auth", "inventory"];
 
 fn fill(rng: &mut Rng, text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 24);
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let value = match &rest[open + 1..open + close] {
+    fill_placeholders(text, |name, out| {
+        let value = match name {
             "ip" => format!("10.0.{}.{}", rng.range(0, 15), rng.range(2, 254)),
             "pubip" => format!(
                 "{}.{}",
@@ -269,10 +264,7 @@ fn fill(rng: &mut Rng, text: &str) -> String {
             other => other.to_owned(),
         };
         out.push_str(&value);
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
+    })
 }
 
 pub(crate) fn record(rng: &mut Rng, time: DateTime<Utc>) -> GeneratedRecord {

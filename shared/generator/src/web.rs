@@ -1,5 +1,6 @@
 //! Web access logs: Combined Log Format plus nginx `$request_time`.
 
+use crate::template::fill_placeholders;
 use chrono::{DateTime, Utc};
 
 use crate::rng::Rng;
@@ -134,36 +135,24 @@ const WAREHOUSES: &[&str] = &["BER1", "HAM2", "MUC1", "FRA3", "WAW1"];
 
 /// Fills a path template's placeholders with plausible values.
 pub(crate) fn fill_path(rng: &mut Rng, template: &str) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let name = &rest[open + 1..open + close];
-        match name {
-            "id" => out.push_str(&rng.digits(7)),
-            "uuid" => out.push_str(&uuid(rng)),
-            "sku" => out.push_str(&sku(rng)),
-            "q" => out.push_str(rng.pick::<&str>(SEARCH_TERMS)),
-            "prefix" => {
-                let term = rng.pick(SEARCH_TERMS);
-                let n = rng.range(2, 4) as usize;
-                out.push_str(&term[..n.min(term.len())]);
-            }
-            "page" => out.push_str(
-                &rng.pick_weighted(&[(1, 6.0), (2, 2.0), (3, 1.0), (4, 0.5), (5, 0.5)])
-                    .to_string(),
-            ),
-            "wh" => out.push_str(rng.pick::<&str>(WAREHOUSES)),
-            "zip" => out.push_str(&rng.digits(5)),
-            other => out.push_str(other),
+    fill_placeholders(template, |name, out| match name {
+        "id" => out.push_str(&rng.digits(7)),
+        "uuid" => out.push_str(&uuid(rng)),
+        "sku" => out.push_str(&sku(rng)),
+        "q" => out.push_str(rng.pick::<&str>(SEARCH_TERMS)),
+        "prefix" => {
+            let term = rng.pick(SEARCH_TERMS);
+            let n = rng.range(2, 4) as usize;
+            out.push_str(&term[..n.min(term.len())]);
         }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
+        "page" => out.push_str(
+            &rng.pick_weighted(&[(1, 6.0), (2, 2.0), (3, 1.0), (4, 0.5), (5, 0.5)])
+                .to_string(),
+        ),
+        "wh" => out.push_str(rng.pick::<&str>(WAREHOUSES)),
+        "zip" => out.push_str(&rng.digits(5)),
+        other => out.push_str(other),
+    })
 }
 
 /// The route of a path template as an app logs it: `/api/v1/orders/:id`.

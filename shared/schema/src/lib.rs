@@ -7,5 +7,5 @@ pub mod catalog;
 pub mod parse;
 pub mod record;
 
-pub use parse::{Format, ParseError, parse};
+pub use parse::{Format, ParseError, json_kind, parse};
 pub use record::*;

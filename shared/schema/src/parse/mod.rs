@@ -264,7 +264,8 @@ fn json_object(text: &str) -> Result<Map<String, Value>, ParseError> {
     }
 }
 
-pub(crate) fn json_kind(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message ("an array", ...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
