@@ -1,0 +1,370 @@
+//! Drain-style log template mining (He et al., 2017).
+//!
+//! Messages are tokenized on whitespace; numbers, hex, UUIDs, IPs and
+//! `key=<number>` values are pre-masked as `<*>`. A fixed-depth tree routes a
+//! message by token count, then by its first `depth − 2` tokens (a node with
+//! `max_children` children routes unknown tokens to `<*>`). In the leaf, the
+//! most similar cluster with similarity ≥ `sim_threshold` absorbs the
+//! message (differing tokens become `<*>`); otherwise a new cluster starts.
+//! A cluster's id is a stable FNV-1a hash of its first template and does not
+//! change as the template generalizes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Alert, Severity};
+
+pub const DETECTOR: &str = "new_template";
+pub const PARAM: &str = "<*>";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DrainConfig {
+    pub depth: usize,
+    pub sim_threshold: f64,
+    pub max_children: usize,
+    /// New templates are alerted only after this many messages.
+    pub warmup_messages: u64,
+    /// A template is rare when its count is below this …
+    pub rare_count: u64,
+    /// … once at least this many messages were seen.
+    pub rare_after: u64,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            depth: 4,
+            sim_threshold: 0.5,
+            max_children: 100,
+            warmup_messages: 1000,
+            rare_count: 5,
+            rare_after: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub tokens: Vec<String>,
+    pub count: u64,
+}
+
+impl Cluster {
+    pub fn template(&self) -> String {
+        self.tokens.join(" ")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Node {
+    children: BTreeMap<String, Node>,
+    /// Indices into `TemplateMiner::clusters`.
+    clusters: Vec<usize>,
+}
+
+/// Result of [`TemplateMiner::add`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateMatch {
+    pub template_id: String,
+    pub template: String,
+    pub is_new: bool,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateMiner {
+    pub config: DrainConfig,
+    pub total: u64,
+    pub clusters: Vec<Cluster>,
+    root: Node,
+}
+
+impl TemplateMiner {
+    pub fn new(config: DrainConfig) -> TemplateMiner {
+        TemplateMiner {
+            config,
+            total: 0,
+            clusters: Vec::new(),
+            root: Node::default(),
+        }
+    }
+
+    pub fn add(&mut self, message: &str) -> TemplateMatch {
+        self.total = self.total.saturating_add(1);
+        let tokens: Vec<String> = message.split_whitespace().map(mask_token).collect();
+        let prefix_len = self.config.depth.saturating_sub(2).min(tokens.len());
+        let max_children = self.config.max_children.max(1);
+        let sim_threshold = self.config.sim_threshold;
+
+        // Walk (and grow) the tree: length layer, then prefix tokens.
+        let mut node = self
+            .root
+            .children
+            .entry(tokens.len().to_string())
+            .or_default();
+        for tok in &tokens[..prefix_len] {
+            let key = if node.children.contains_key(tok) || node.children.len() + 1 < max_children {
+                tok.clone()
+            } else {
+                PARAM.to_string()
+            };
+            node = node.children.entry(key).or_default();
+        }
+
+        let best = node
+            .clusters
+            .iter()
+            .filter_map(|&i| {
+                self.clusters
+                    .get(i)
+                    .map(|c| (i, similarity(&c.tokens, &tokens)))
+            })
+            .filter(|&(_, s)| s >= sim_threshold)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+
+        if let Some((i, _)) = best
+            && let Some(c) = self.clusters.get_mut(i)
+        {
+            for (t, m) in c.tokens.iter_mut().zip(&tokens) {
+                if t != m {
+                    *t = PARAM.to_string();
+                }
+            }
+            c.count = c.count.saturating_add(1);
+            return TemplateMatch {
+                template_id: c.id.clone(),
+                template: c.template(),
+                is_new: false,
+                count: c.count,
+            };
+        }
+
+        let template = tokens.join(" ");
+        let mut id = format!("{:016x}", fnv1a(&template));
+        let mut salt = 0u32;
+        while self.clusters.iter().any(|c| c.id == id) {
+            salt += 1;
+            id = format!("{:016x}", fnv1a(&format!("{template}#{salt}")));
+        }
+        node.clusters.push(self.clusters.len());
+        self.clusters.push(Cluster {
+            id: id.clone(),
+            tokens,
+            count: 1,
+        });
+        TemplateMatch {
+            template_id: id,
+            template,
+            is_new: true,
+            count: 1,
+        }
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.total > self.config.warmup_messages
+    }
+
+    /// Alert for a template first seen after warm-up.
+    pub fn new_template_alert(
+        &self,
+        m: &TemplateMatch,
+        entity: &str,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+        record_id: Option<String>,
+    ) -> Option<Alert> {
+        if !m.is_new || !self.is_warm() {
+            return None;
+        }
+        let mut a = Alert::new(
+            DETECTOR,
+            Some(&m.template_id),
+            Severity::Info,
+            entity,
+            window_start,
+            window_end,
+            1.0,
+            format!(
+                "new message template on {entity} after {} messages: \"{}\"",
+                self.total, m.template
+            ),
+        );
+        a.sample_record_ids.extend(record_id);
+        Some(a)
+    }
+
+    pub fn is_rare(&self, template_id: &str) -> bool {
+        self.total >= self.config.rare_after
+            && self
+                .clusters
+                .iter()
+                .any(|c| c.id == template_id && c.count < self.config.rare_count)
+    }
+
+    pub fn rare_templates(&self) -> Vec<&Cluster> {
+        if self.total < self.config.rare_after {
+            return Vec::new();
+        }
+        self.clusters
+            .iter()
+            .filter(|c| c.count < self.config.rare_count)
+            .collect()
+    }
+}
+
+/// Share of positions where template and message agree (a `<*>` in both
+/// counts as agreement). Empty vs empty is 1.
+fn similarity(template: &[String], tokens: &[String]) -> f64 {
+    if template.len() != tokens.len() {
+        return 0.0;
+    }
+    if tokens.is_empty() {
+        return 1.0;
+    }
+    let same = template.iter().zip(tokens).filter(|(a, b)| a == b).count();
+    same as f64 / tokens.len() as f64
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Masks variable-looking tokens: numbers (optionally with a short unit),
+/// hex, UUIDs, IPv4/IPv6 (with port), and the value of `key=value`.
+pub fn mask_token(token: &str) -> String {
+    if let Some((k, v)) = token.split_once('=')
+        && !k.is_empty()
+    {
+        return if is_variable(v) {
+            format!("{k}={PARAM}")
+        } else {
+            token.to_string()
+        };
+    }
+    if is_variable(token) {
+        PARAM.to_string()
+    } else if token.contains('/') {
+        // paths: mask variable segments, /api/orders/123 → /api/orders/<*>
+        token
+            .split('/')
+            .map(|seg| if is_variable(seg) { PARAM } else { seg })
+            .collect::<Vec<_>>()
+            .join("/")
+    } else {
+        token.to_string()
+    }
+}
+
+fn is_variable(token: &str) -> bool {
+    let t = token.trim_matches(|c: char| ",;()[]{}\"'".contains(c));
+    if t.is_empty() || !t.chars().any(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    // hex, numbers, uuids, ipv4, ipv6, times: only hex digits and separators
+    let hexish = t
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || "-+.:_/x%".contains(c));
+    // number with a short unit suffix: 15ms, 3s, 10KB
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let unit = &t[digits_end..];
+    let with_unit =
+        digits_end > 0 && unit.len() <= 3 && unit.chars().all(|c| c.is_ascii_alphabetic());
+    hexish || with_unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Rng, t};
+
+    fn clean_message(rng: &mut Rng) -> String {
+        let users = ["alice", "bob", "carol", "dave", "erin"];
+        let user = users[rng.below(5) as usize];
+        let n = rng.below(100_000);
+        match rng.below(5) {
+            0 => format!("user {user} logged in from 10.0.{}.{}", n % 256, n % 200),
+            1 => format!("GET /api/orders/{n} completed in {}ms", n % 900),
+            2 => format!("cache miss key=order:{n} shard={}", n % 16),
+            3 => format!(
+                "payment {n:08x}{n:08x} authorized for {user} amount={}.{}",
+                n % 500,
+                n % 100
+            ),
+            _ => format!(
+                "job 3f2a{:04x}-1b2c-4d5e-8f90-a1b2c3d4e5f6 finished status={}",
+                n % 65536,
+                n % 3
+            ),
+        }
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(mask_token("10.0.0.1:8080"), PARAM);
+        assert_eq!(mask_token("0xdeadbeef"), PARAM);
+        assert_eq!(mask_token("550e8400-e29b-41d4-a716-446655440000"), PARAM);
+        assert_eq!(mask_token("15ms"), PARAM);
+        assert_eq!(mask_token("shard=3"), "shard=<*>");
+        assert_eq!(mask_token("/api/orders/123"), "/api/orders/<*>");
+        assert_eq!(mask_token("user"), "user");
+        assert_eq!(mask_token("deadbeef"), "deadbeef"); // no digit: a word
+    }
+
+    #[test]
+    fn clean_stream_is_quiet_and_new_template_alerts() {
+        let mut m = TemplateMiner::new(DrainConfig::default());
+        let mut rng = Rng::new(11);
+        let (ws, we) = (t("2026-11-22T10:00:00Z"), t("2026-11-22T10:01:00Z"));
+        for _ in 0..1000 {
+            m.add(&clean_message(&mut rng));
+        }
+        let templates: Vec<_> = m.clusters.iter().map(Cluster::template).collect();
+        assert!(templates.len() <= 10, "{templates:#?}");
+        // 0 new-template alerts over 5,000 clean messages after warm-up.
+        for _ in 0..5000 {
+            let msg = clean_message(&mut rng);
+            let r = m.add(&msg);
+            assert!(
+                m.new_template_alert(&r, "api", ws, we, None).is_none(),
+                "{msg}"
+            );
+        }
+        let r = m.add("disk failure detected on /dev/sda1 controller 3");
+        assert!(r.is_new);
+        let a = m
+            .new_template_alert(&r, "api", ws, we, Some("logs-0-1-0".into()))
+            .unwrap();
+        assert!(a.message.contains("new message template"));
+        assert!(a.id.starts_with("new_template."));
+        // rare templates, and state survives persistence
+        let mut m2: TemplateMiner =
+            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(m2, m);
+        m2.config.rare_after = 0;
+        assert!(m2.is_rare(&r.template_id));
+        assert_eq!(m2.rare_templates().len(), 1);
+        let again = m2.add("disk failure detected on /dev/sdb2 controller 7");
+        assert_eq!(
+            (again.template_id, again.is_new, again.count),
+            (r.template_id, false, 2)
+        );
+    }
+
+    #[test]
+    fn merges_variable_words_and_keeps_id() {
+        let mut m = TemplateMiner::new(DrainConfig::default());
+        let a = m.add("connection closed by peer alice");
+        let b = m.add("connection closed by peer bob");
+        assert_eq!(a.template_id, b.template_id);
+        assert_eq!(b.template, "connection closed by peer <*>");
+        assert!(m.add("").is_new);
+        assert!(!m.add("   ").is_new);
+    }
+}
