@@ -39,7 +39,12 @@ pub async fn handle(
     ingestor: &Ingestor,
     event: LambdaEvent<KafkaEventPayload>,
 ) -> Result<IngestResponse, RetryBatch> {
+    let started = std::time::Instant::now();
     let decoded = event.payload.decode();
+    tracing::debug!(
+        decode_ms = started.elapsed().as_millis() as u64,
+        "event decoded"
+    );
     let outcome = ingestor.ingest(decoded).await;
     let s = &outcome.summary;
     tracing::info!(

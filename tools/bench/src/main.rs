@@ -194,6 +194,10 @@ async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()>
     let bytes = std::fs::read(event_file)?;
     let started = Instant::now();
     let payload: KafkaEventPayload = serde_json::from_slice(&bytes)?;
+    tracing::debug!(
+        parse_ms = started.elapsed().as_millis() as u64,
+        "event JSON parsed"
+    );
     drop(bytes);
     let response = ingest::handle(
         &ingestor,
