@@ -46,6 +46,10 @@ pub async fn handle(
         "event decoded"
     );
     let outcome = ingestor.ingest(decoded).await;
+    tracing::debug!(
+        ingest_done_ms = started.elapsed().as_millis() as u64,
+        "batch ingested"
+    );
     let s = &outcome.summary;
     tracing::info!(
         request_id = %event.context.request_id,

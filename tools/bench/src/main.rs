@@ -206,6 +206,7 @@ async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()>
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64();
+    tracing::debug!(handled_ms = (secs * 1000.0) as u64, "handler returned");
     if response.summary.records_stored != RECORDS {
         bail!("expected {RECORDS} stored, got {:?}", response.summary);
     }
