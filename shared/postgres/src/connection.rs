@@ -114,10 +114,9 @@ impl Database {
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = Some(self.connect().await?);
         }
-        // ok: the option was filled just above when it was empty.
-        Ok(MutexGuard::map(guard, |c| {
-            c.as_mut().expect("connection set")
-        })) // ok: see above
+        // The option was filled just above, so the error arm cannot happen.
+        MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| DbError::Config("the database connection vanished".into()))
     }
 
     /// Drops the connection so the next call opens a new one.
