@@ -1,0 +1,1 @@
+//! Detect function library (work in progress).

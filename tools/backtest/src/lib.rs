@@ -1,0 +1,1 @@
+//! Backtesting (work in progress).

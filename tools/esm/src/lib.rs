@@ -1,0 +1,1 @@
+//! Local Kafka event source mappings (work in progress).

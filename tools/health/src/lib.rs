@@ -1,0 +1,1 @@
+//! Pipeline health (work in progress).
