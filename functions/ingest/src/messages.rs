@@ -6,20 +6,10 @@ use logpipe_schema::LogRecord;
 
 use crate::classify::Poison;
 
-/// Header names on dead-lettered records.
-pub mod header {
-    pub const ERROR_CLASS: &str = "dlq-error-class";
-    pub const ERROR_MESSAGE: &str = "dlq-error-message";
-    pub const SOURCE_TOPIC: &str = "dlq-source-topic";
-    pub const SOURCE_PARTITION: &str = "dlq-source-partition";
-    pub const SOURCE_OFFSET: &str = "dlq-source-offset";
-    pub const SOURCE_TIMESTAMP: &str = "dlq-source-timestamp";
-    pub const FUNCTION: &str = "dlq-function";
-    pub const TRUNCATED_FROM: &str = "dlq-truncated-from";
-}
+pub use logpipe_kafka::dlq::header;
 
-/// The original record, unchanged but for a value cut to `max_value_bytes`,
-/// plus headers that say what went wrong and where it came from.
+/// The original record plus headers naming the poison (see
+/// [`logpipe_kafka::dlq::dead_letter`]).
 pub fn dead_letter(
     record: &InputRecord,
     poison: &Poison,
@@ -27,54 +17,14 @@ pub fn dead_letter(
     function: &str,
     max_value_bytes: usize,
 ) -> OutMessage {
-    let mut headers = record.headers.clone();
-    let mut payload = record.value.clone();
-    if let Some(v) = payload.as_mut().filter(|v| v.len() > max_value_bytes) {
-        headers.push((
-            header::TRUNCATED_FROM.into(),
-            v.len().to_string().into_bytes(),
-        ));
-        v.truncate(max_value_bytes);
-    }
-    // Header values are bytes; keep the message readable and bounded.
-    let mut message = poison.message.clone();
-    if message.len() > 1000 {
-        let mut cut = 1000;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
-    headers.extend([
-        (
-            header::ERROR_CLASS.to_string(),
-            poison.class.as_bytes().to_vec(),
-        ),
-        (header::ERROR_MESSAGE.to_string(), message.into_bytes()),
-        (
-            header::SOURCE_TOPIC.to_string(),
-            record.topic.as_bytes().to_vec(),
-        ),
-        (
-            header::SOURCE_PARTITION.to_string(),
-            record.partition.to_string().into_bytes(),
-        ),
-        (
-            header::SOURCE_OFFSET.to_string(),
-            record.offset.to_string().into_bytes(),
-        ),
-        (
-            header::SOURCE_TIMESTAMP.to_string(),
-            record.timestamp_ms.to_string().into_bytes(),
-        ),
-        (header::FUNCTION.to_string(), function.as_bytes().to_vec()),
-    ]);
-    OutMessage {
-        topic: dlq_topic,
-        key: record.key.clone(),
-        payload,
-        headers,
-    }
+    logpipe_kafka::dlq::dead_letter(
+        record,
+        poison.class,
+        &poison.message,
+        dlq_topic,
+        function,
+        max_value_bytes,
+    )
 }
 
 /// A normalized record for downstream consumers, keyed by its stable id so

@@ -42,6 +42,20 @@ impl Default for OutlierConfig {
     }
 }
 
+/// What the current estimate says about one value, before learning from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierAssessment {
+    /// z of the value in the (possibly log-transformed) space; > 0 above the mean.
+    pub z: f64,
+    /// The estimated mean, in original units.
+    pub expected: f64,
+    /// `mean ∓ z_threshold·σ`, in original units.
+    pub lower: f64,
+    pub upper: f64,
+    /// Samples behind the estimate (no alert before `warmup`).
+    pub samples: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutlierDetector {
     pub config: OutlierConfig,
@@ -69,6 +83,22 @@ impl OutlierDetector {
             y.exp_m1()
         } else {
             y
+        }
+    }
+
+    /// The numbers [`OutlierDetector::observe`] decides on for `value`,
+    /// without learning (callers that need a score for every value, e.g.
+    /// the backtesting CLI, call this before `observe`).
+    pub fn assess(&self, entity: &str, value: f64) -> OutlierAssessment {
+        let est = self.stats.get(entity).cloned().unwrap_or_default();
+        let sigma = est.std().max(1e-9);
+        let band = self.config.z_threshold * sigma;
+        OutlierAssessment {
+            z: (self.fwd(value) - est.mean) / sigma,
+            expected: self.inv(est.mean),
+            lower: self.inv(est.mean - band),
+            upper: self.inv(est.mean + band),
+            samples: est.n,
         }
     }
 
@@ -157,6 +187,23 @@ mod tests {
         // the outlier did not inflate the estimate
         assert!(d.observe("api", 4000.0, ws, we, None).is_some());
         assert!(d.observe("api", f64::NAN, ws, we, None).is_none());
+    }
+
+    #[test]
+    fn assess_agrees_with_observe() {
+        let mut d = OutlierDetector::new(OutlierConfig::default());
+        let mut rng = Rng::new(9);
+        let (ws, we) = (t("2026-11-22T10:00:00Z"), t("2026-11-22T10:01:00Z"));
+        for _ in 0..100 {
+            d.observe("api", (4.0 + 0.5 * rng.normal()).exp(), ws, we, None);
+        }
+        let a = d.assess("api", 5000.0);
+        assert_eq!(a.samples, 100);
+        assert!(a.z >= d.config.z_threshold && a.lower < a.expected && a.expected < a.upper);
+        let alert = d.observe("api", 5000.0, ws, we, None).expect("outlier");
+        assert_eq!(alert.expected, Some(a.expected));
+        assert_eq!(alert.threshold, Some(a.upper));
+        assert!(d.assess("api", a.expected).z.abs() < 0.5);
     }
 
     #[test]

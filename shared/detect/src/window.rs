@@ -115,6 +115,13 @@ impl Windows {
         self.open.len()
     }
 
+    /// The still-open window of `entity` starting at `window_start`: what it
+    /// holds so far (e.g. to score a window before it closes).
+    pub fn open_window(&self, entity: &str, window_start: DateTime<Utc>) -> Option<&ClosedWindow> {
+        self.open
+            .get(&format!("{}|{entity}", window_start.timestamp()))
+    }
+
     /// Adds `record` to its window for `entity`, or drops it when late.
     pub fn add(&mut self, entity: &str, record: &LogRecord) -> AddOutcome {
         let t = record.event_time;
@@ -209,6 +216,9 @@ mod tests {
             AddOutcome::DroppedLate
         );
         assert_eq!(w.dropped_late, 1);
+        let open = w.open_window("a", t("2026-11-22T10:01:00Z")).expect("open");
+        assert_eq!(open.agg.count, 2);
+        assert!(w.open_window("a", t("2026-11-22T10:00:00Z")).is_none());
         // state round-trips through JSON
         let json = serde_json::to_string(&w).unwrap();
         let back: Windows = serde_json::from_str(&json).unwrap();

@@ -9,6 +9,7 @@
 //! - [`response`]: the partial batch response (`batchItemFailures`).
 
 pub mod admin;
+pub mod dlq;
 pub mod event;
 pub mod producer;
 pub mod response;

@@ -3,9 +3,11 @@
 //! [`LogRecord`]s back. See `FORMATS.md` in this crate for the accepted
 //! layouts.
 
+pub mod alert;
 pub mod catalog;
 pub mod parse;
 pub mod record;
 
+pub use alert::{Alert, Prediction, Severity};
 pub use parse::{Format, ParseError, json_kind, parse};
 pub use record::*;
