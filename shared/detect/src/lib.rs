@@ -9,6 +9,7 @@
 
 pub mod cooldown;
 pub mod drain;
+pub mod engine;
 pub mod model;
 pub mod outlier;
 pub mod rate;
@@ -20,6 +21,7 @@ pub mod window;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use engine::{Emitted, Engine, EngineConfig, EntityState};
 pub use model::{Alert, Prediction, SCHEMA_VERSION, Severity};
 
 use logpipe_schema::{LogRecord, SourceType};
