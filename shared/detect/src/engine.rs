@@ -175,7 +175,7 @@ impl Engine {
         state.records_seen += 1;
         let (start, end) = window_bounds(record.event_time, self.width());
         let mut alerts = self.thresholds.evaluate(record);
-        let on_time = !state.closed_until.is_some_and(|c| end <= c);
+        let on_time = state.closed_until.is_none_or(|c| end > c);
         if on_time {
             state.open.entry(start.timestamp()).or_default().add(record);
         } else {
