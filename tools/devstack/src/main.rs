@@ -4,6 +4,8 @@
 //!   migrate, create the topics, print the environment to use them.
 //! - `down`: stop what `up` started.
 //! - `env`: print the environment of the running stack.
+//! - `health`: consumer-group lag and status, ingest freshness, DLQ counts
+//!   (`logpipe_health`; exit codes in its `cli::USAGE`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,9 +32,10 @@ async fn main() -> Result<()> {
         Some("down") => down(),
         Some("env") => print_env(&read_state(&stack_dir())?),
         Some("topics") => topics(&args[1..]).await,
+        Some("health") => health(&args[1..]).await,
         _ => {
             eprintln!(
-                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N]"
+                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]"
             );
             std::process::exit(2);
         }
@@ -204,4 +207,65 @@ fn print_env(state: &serde_json::Value) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Pipeline health against the broker and database named by
+/// KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_* security) and DATABASE_URL /
+/// DB_SECRET_ARN, else the running local stack's. Exits with the report's code.
+async fn health(args: &[String]) -> Result<()> {
+    let cli = match logpipe_health::cli::HealthArgs::parse(args) {
+        Ok(cli) if cli.help => {
+            println!("{}", logpipe_health::cli::USAGE);
+            return Ok(());
+        }
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("{e}\n{}", logpipe_health::cli::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let state = read_state(&stack_dir()).ok();
+    let from_state = |k: &str| state.as_ref().and_then(|s| s[k].as_str().map(String::from));
+    let secrets = || logpipe_secrets::SecretsCache::from_env();
+    let kafka = if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_some() {
+        let settings = logpipe_kafka::KafkaSettings::from_env("logpipe-health")?;
+        let secret = match &settings.credentials {
+            logpipe_kafka::settings::SaslCredentials::Secret { arn } => {
+                Some(secrets().await.get_json(arn, false).await?)
+            }
+            _ => None,
+        };
+        settings.client_config(secret.as_ref())?
+    } else {
+        let servers = from_state("bootstrap_servers")
+            .context("set KAFKA_BOOTSTRAP_SERVERS or start the local stack (`make up`)")?;
+        logpipe_kafka::KafkaSettings::plaintext(&servers, "logpipe-health").client_config(None)?
+    };
+    let db_settings = if std::env::var_os("DATABASE_URL").is_some()
+        || std::env::var_os("DB_SECRET_ARN").is_some()
+    {
+        Some(logpipe_postgres::DbSettings::from_env("logpipe-health")?)
+    } else {
+        from_state("database_url")
+            .map(|url| logpipe_postgres::DbSettings::from_url(&url, "logpipe-health"))
+    };
+    let database = match db_settings {
+        Some(settings) => {
+            let cache = match settings.source {
+                logpipe_postgres::DbSource::Secret { .. } => {
+                    Some(std::sync::Arc::new(secrets().await))
+                }
+                logpipe_postgres::DbSource::Url(_) => None,
+            };
+            Some(logpipe_postgres::Database::new(settings, cache)?)
+        }
+        None => None,
+    };
+    let report = logpipe_health::check(&kafka, database.as_ref(), &cli.options).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_table());
+    }
+    std::process::exit(report.exit_code());
 }

@@ -19,6 +19,7 @@
 //! the gap between a healthy consumer's commits, or a slow committer looks
 //! stopped.
 
+pub mod cli;
 pub mod evaluate;
 pub mod kafka;
 pub mod postgres;
