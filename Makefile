@@ -62,5 +62,12 @@ env:
 topics:
 	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- topics $(TOPICS_ARGS)
 
+# Consumer-group lag and status (Burrow's rules), ingest freshness, DLQ
+# counts; exit 0 when every group is OK (3 WARN, 4 STOP/STALL/REWIND), e.g.
+#   make health HEALTH_ARGS="--json --samples 10 --interval 2s"
+.PHONY: health
+health:
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- health $(HEALTH_ARGS)
+
 clean: down
 	rm -rf .local target/lambda
