@@ -1,0 +1,340 @@
+//! Command line: a small hand-rolled parser (a dozen options do not need clap).
+
+use std::path::PathBuf;
+
+use crate::BacktestError;
+
+pub const HELP: &str = "\
+logpipe-backtest — run logpipe's detectors offline over a history and score every row
+
+USAGE:
+    logpipe-backtest [--format csv|jsonl] [--detector zscore|volume|threshold] [OPTIONS] INPUT [-o OUTPUT]
+
+INPUT is a file or `-` for stdin; OUTPUT defaults to stdout. A summary line
+(rows, flagged, bad lines) goes to stderr.
+
+Scores are causal: row t is scored with detector state learned from rows
+before it only, then the detectors learn from row t.
+
+FORMATS (default: from the extension .csv / .jsonl .ndjson .json .log,
+otherwise `jsonl` when the first line starts with `{`, else `csv`):
+  csv    `timestamp,value` per line, header optional, blank lines ignored;
+         timestamps RFC 3339 (zone-less = UTC) or epoch seconds / milliseconds.
+         Output: timestamp,value,score,flag,expected,lower,upper
+  jsonl  one record per line: a normalized LogRecord (JSON with event_time and
+         source_type) or a raw log line in any format logpipe parses (app JSON,
+         web access, syslog, Splunk, SAP, sensor, batch envelopes, text).
+         Output: one JSON object per record with score, flag and, when
+         flagged, the reasons (detector, rule, severity, message).
+
+CSV DETECTORS (--detector; default zscore, or threshold when --above/--below given):
+  zscore     EWMA mean/variance z-score (the outlier detector), two-sided;
+             with --log, upper side on ln(1+x) (right-skewed values)
+  volume     seasonal (hour-of-week) baseline for counts per window, with the
+             expected value and band (the volume detector)
+  threshold  static rules: --above X, --below Y, or --rules FILE on field `value`
+
+OPTIONS:
+  --format csv|jsonl      input format (see above)
+  --detector NAME         CSV detector (see above)
+  --threshold Z           z at which zscore/volume alert (defaults 4 / 3)
+  --window N              CSV: rows of history the baseline weighs (EWMA span,
+                          alpha = 2/(N+1)) and the warm-up in rows
+                          JSON lines: window width in seconds (default 60)
+  --min-deviation X       smallest |value - expected| that may alert
+                          (defaults: zscore 0, volume 10)
+  --log                   zscore on ln(1+x), upper side only
+  --no-seasonality        volume: one baseline for all hours
+  --above X, --below Y    threshold detector bounds (value > X critical, < Y warning)
+  --rules FILE            threshold rules, the DETECT_RULES JSON format
+                          (JSON lines default: the sensor rules)
+  --lateness SECS         JSON lines: allowed lateness of event time (default 30)
+  --log-format NAME       JSON lines: parse raw lines as this format (the
+                          log-format header values), instead of sniffing
+  --field NAME            JSON lines: numeric field for outliers (default latency_ms)
+  --drain-warmup N        JSON lines: messages before new templates alert (default 1000)
+  --skip-bad              skip unparseable lines (each reported on stderr and
+                          counted) instead of stopping at the first one
+  -o, --output FILE       write here instead of stdout
+  -h, --help              this text
+
+JSON LINES DETECTORS (all of them, on every record):
+  threshold rules and outliers on the record itself; Drain new templates on its
+  message; error-rate / HTTP 5xx-rate and volume per entity on its event-time
+  window. A window is scored as it fills (what it holds up to and including
+  this record) against baselines learned from closed windows; a window closes
+  when the watermark (max event time - lateness) passes its end, and every
+  still-open window is flushed at end of input. Closing never rewrites rows
+  already written; window alerts at close (e.g. a volume drop, which needs the
+  full window) are counted in the summary.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Csv,
+    JsonLines,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesDetectorKind {
+    ZScore,
+    Volume,
+    Threshold,
+}
+
+/// Everything a run needs except the streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `None`: sniff from the first line.
+    pub format: Option<InputFormat>,
+    /// `None`: zscore, or threshold when `above`/`below` is set.
+    pub detector: Option<SeriesDetectorKind>,
+    pub threshold: Option<f64>,
+    pub window: Option<u64>,
+    pub min_deviation: Option<f64>,
+    pub log_transform: bool,
+    pub seasonality: bool,
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    /// Contents of `--rules FILE`, read at parse time so errors name the file.
+    pub rules: Option<(PathBuf, String)>,
+    pub lateness_secs: Option<i64>,
+    pub log_format: Option<String>,
+    pub field: Option<String>,
+    pub drain_warmup: Option<u64>,
+    pub skip_bad: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            format: None,
+            detector: None,
+            threshold: None,
+            window: None,
+            min_deviation: None,
+            log_transform: false,
+            seasonality: true,
+            above: None,
+            below: None,
+            rules: None,
+            lateness_secs: None,
+            log_format: None,
+            field: None,
+            drain_warmup: None,
+            skip_bad: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn series_detector(&self) -> SeriesDetectorKind {
+        match self.detector {
+            Some(d) => d,
+            None if self.above.is_some() || self.below.is_some() => SeriesDetectorKind::Threshold,
+            None => SeriesDetectorKind::ZScore,
+        }
+    }
+}
+
+/// What the command line asks for.
+// Built once per process: the size difference between variants is moot.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Help,
+    Run {
+        options: Options,
+        /// `None`: stdin.
+        input: Option<PathBuf>,
+        /// `None`: stdout.
+        output: Option<PathBuf>,
+    },
+}
+
+fn usage(msg: impl Into<String>) -> BacktestError {
+    BacktestError::Usage(msg.into())
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, BacktestError> {
+    v.trim()
+        .parse()
+        .map_err(|_| usage(format!("{flag} expects a number, got {v:?}")))
+}
+
+fn finite(flag: &str, v: &str) -> Result<f64, BacktestError> {
+    let x: f64 = number(flag, v)?;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(usage(format!("{flag} expects a finite number, got {v:?}")))
+    }
+}
+
+fn format_from_extension(path: &std::path::Path) -> Option<InputFormat> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Some(InputFormat::Csv),
+        "jsonl" | "ndjson" | "json" | "log" => Some(InputFormat::JsonLines),
+        _ => None,
+    }
+}
+
+/// Parses the arguments after the program name. `--rules FILE` is read here.
+pub fn parse_args(args: &[String]) -> Result<Command, BacktestError> {
+    let mut options = Options::default();
+    let mut input: Option<String> = None;
+    let mut output: Option<PathBuf> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        // `--flag=value` and `--flag value` are both accepted.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| -> Result<String, BacktestError> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            let v = args
+                .get(i)
+                .cloned()
+                .ok_or_else(|| usage(format!("{name} needs a value")))?;
+            i += 1;
+            Ok(v)
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--format" => {
+                options.format = Some(match value(flag)?.as_str() {
+                    "csv" => InputFormat::Csv,
+                    "jsonl" | "json" | "ndjson" => InputFormat::JsonLines,
+                    other => return Err(usage(format!("unknown --format {other:?} (csv, jsonl)"))),
+                })
+            }
+            "--detector" => {
+                options.detector = Some(match value(flag)?.as_str() {
+                    "zscore" | "outlier" => SeriesDetectorKind::ZScore,
+                    "volume" => SeriesDetectorKind::Volume,
+                    "threshold" => SeriesDetectorKind::Threshold,
+                    other => {
+                        return Err(usage(format!(
+                            "unknown --detector {other:?} (zscore, volume, threshold)"
+                        )));
+                    }
+                })
+            }
+            "--threshold" => options.threshold = Some(finite(flag, &value(flag)?)?),
+            "--window" => {
+                let w: u64 = number(flag, &value(flag)?)?;
+                if w == 0 {
+                    return Err(usage("--window must be at least 1"));
+                }
+                options.window = Some(w);
+            }
+            "--min-deviation" => options.min_deviation = Some(finite(flag, &value(flag)?)?),
+            "--log" => options.log_transform = true,
+            "--no-seasonality" => options.seasonality = false,
+            "--above" => options.above = Some(finite(flag, &value(flag)?)?),
+            "--below" => options.below = Some(finite(flag, &value(flag)?)?),
+            "--rules" => {
+                let path = PathBuf::from(value(flag)?);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    usage(format!("cannot read rules file {}: {e}", path.display()))
+                })?;
+                options.rules = Some((path, text));
+            }
+            "--lateness" => {
+                let l: i64 = number(flag, &value(flag)?)?;
+                if l < 0 {
+                    return Err(usage("--lateness must not be negative"));
+                }
+                options.lateness_secs = Some(l);
+            }
+            "--log-format" => options.log_format = Some(value(flag)?),
+            "--field" => options.field = Some(value(flag)?),
+            "--drain-warmup" => options.drain_warmup = Some(number(flag, &value(flag)?)?),
+            "--skip-bad" => options.skip_bad = true,
+            "-o" | "--output" => output = Some(PathBuf::from(value(flag)?)),
+            "-" => set_input(&mut input, "-")?,
+            other if other.starts_with('-') => {
+                return Err(usage(format!("unknown option {other} (see --help)")));
+            }
+            other => set_input(&mut input, other)?,
+        }
+    }
+    let input = input.ok_or_else(|| usage("missing INPUT (a file, or - for stdin)"))?;
+    let input = (input != "-").then(|| PathBuf::from(input));
+    if options.format.is_none() {
+        options.format = input.as_deref().and_then(format_from_extension);
+    }
+    if options.detector == Some(SeriesDetectorKind::Threshold)
+        && options.above.is_none()
+        && options.below.is_none()
+        && options.rules.is_none()
+    {
+        return Err(usage(
+            "--detector threshold needs --above, --below or --rules",
+        ));
+    }
+    Ok(Command::Run {
+        options,
+        input,
+        output,
+    })
+}
+
+fn set_input(input: &mut Option<String>, value: &str) -> Result<(), BacktestError> {
+    if let Some(first) = input {
+        return Err(usage(format!(
+            "one INPUT expected, got {first:?} and {value:?}"
+        )));
+    }
+    *input = Some(value.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn flags_values_and_format_from_extension() {
+        let Command::Run {
+            options,
+            input,
+            output,
+        } = parse_args(&args(
+            "--above 40 --below=0 --window 20 data.csv -o out.csv",
+        ))
+        .unwrap()
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(options.format, Some(InputFormat::Csv));
+        assert_eq!(options.series_detector(), SeriesDetectorKind::Threshold);
+        assert_eq!((options.above, options.below), (Some(40.0), Some(0.0)));
+        assert_eq!(options.window, Some(20));
+        assert_eq!(input, Some(PathBuf::from("data.csv")));
+        assert_eq!(output, Some(PathBuf::from("out.csv")));
+        assert_eq!(parse_args(&args("x.csv --help")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn usage_errors_are_specific() {
+        let err = |s: &str| parse_args(&args(s)).unwrap_err().to_string();
+        assert!(err("").contains("missing INPUT"));
+        assert!(err("a.csv b.csv").contains("one INPUT expected"));
+        assert!(err("--detector magic a.csv").contains("unknown --detector"));
+        assert!(err("--window").contains("--window needs a value"));
+        assert!(err("--threshold abc a.csv").contains("expects a number"));
+        assert!(err("--detector threshold a.csv").contains("needs --above"));
+        assert!(err("--bogus a.csv").contains("unknown option --bogus"));
+    }
+}

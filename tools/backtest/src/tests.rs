@@ -1,0 +1,426 @@
+//! Behaviour of whole runs on synthetic inputs.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::*;
+
+/// xorshift64* with Box–Muller: deterministic noise without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-12);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+struct Run {
+    summary: Summary,
+    output: String,
+    diagnostics: String,
+}
+
+fn run_str(options: &Options, input: &str) -> Result<Run, BacktestError> {
+    let mut output = Vec::new();
+    let mut diagnostics = Vec::new();
+    let summary = run(options, input.as_bytes(), &mut output, &mut diagnostics)?;
+    Ok(Run {
+        summary,
+        output: String::from_utf8(output).unwrap(),
+        diagnostics: String::from_utf8(diagnostics).unwrap(),
+    })
+}
+
+fn csv_options(detector: SeriesDetectorKind) -> Options {
+    Options {
+        format: Some(InputFormat::Csv),
+        detector: Some(detector),
+        ..Options::default()
+    }
+}
+
+/// (score, flag) per data row of a CSV output.
+fn csv_verdicts(output: &str) -> Vec<(f64, bool)> {
+    output
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].parse().unwrap(), f[3] == "1")
+        })
+        .collect()
+}
+
+/// `timestamp,value` lines, one a minute.
+fn series_csv(values: &[f64]) -> String {
+    let mut s = String::from("timestamp,value\n");
+    for (i, v) in values.iter().enumerate() {
+        let at = t0() + Duration::minutes(i as i64);
+        writeln!(s, "{},{v:.3}", at.to_rfc3339()).unwrap();
+    }
+    s
+}
+
+/// N(100, 5²) noise with a spike at 1500 and a level shift (+40) from 1800.
+fn noisy_series_with_spike_and_shift() -> Vec<f64> {
+    let mut rng = Rng(11);
+    (0..2000)
+        .map(|i| {
+            let base = if i >= 1800 { 140.0 } else { 100.0 };
+            let spike = if i == 1500 { 60.0 } else { 0.0 };
+            base + spike + 5.0 * rng.normal()
+        })
+        .collect()
+}
+
+#[test]
+fn zscore_flags_spike_and_level_shift_and_stays_quiet_when_clean() {
+    let values = noisy_series_with_spike_and_shift();
+    let run = run_str(
+        &csv_options(SeriesDetectorKind::ZScore),
+        &series_csv(&values),
+    )
+    .unwrap();
+    let v = csv_verdicts(&run.output);
+    assert_eq!(v.len(), 2000);
+    assert!(v[1500].0 > 0.5 && v[1500].1, "spike: {:?}", v[1500]);
+    assert!(v[1800].1, "level shift: {:?}", v[1800]);
+    // no alert during the 50-row warm-up (the outlier detector's default)
+    assert!(v[..50].iter().all(|(s, f)| !f && *s == 0.0));
+    // false positives on the clean stretch (rows 50..1500, 1501..1800):
+    // bound 0.5 % of 1749 rows, i.e. at most 8 (z ≥ 4 two-sided on Gaussian
+    // noise is ~0.006 % in theory; the EWMA variance estimate is noisy).
+    let clean: Vec<_> = (50..1800).filter(|&i| i != 1500).map(|i| v[i]).collect();
+    let fp = clean.iter().filter(|(_, f)| *f).count();
+    assert!(fp * 200 <= clean.len(), "{fp} false positives");
+    // flagged ⇒ score ≥ 0.5 (the score is 0.5 at the band edge)
+    assert!(v.iter().all(|(s, f)| !f || *s >= 0.5));
+    assert!(v.iter().all(|(s, _)| (0.0..=1.0).contains(s)));
+    assert_eq!(
+        run.summary.flagged as usize,
+        v.iter().filter(|x| x.1).count()
+    );
+}
+
+#[test]
+fn zscore_drop_is_flagged_two_sided_but_not_with_log() {
+    let mut rng = Rng(5);
+    let mut values: Vec<f64> = (0..300).map(|_| 100.0 + 5.0 * rng.normal()).collect();
+    values[250] = 40.0;
+    let input = series_csv(&values);
+    let v = csv_verdicts(
+        &run_str(&csv_options(SeriesDetectorKind::ZScore), &input)
+            .unwrap()
+            .output,
+    );
+    assert!(v[250].1, "drop: {:?}", v[250]);
+    let log = Options {
+        log_transform: true,
+        ..csv_options(SeriesDetectorKind::ZScore)
+    };
+    let v = csv_verdicts(&run_str(&log, &input).unwrap().output);
+    assert!(!v[250].1 && v[250].0 == 0.0, "--log is upper side only");
+}
+
+/// Poisson-like counts per 5-minute window with a daily cycle.
+fn counts_with_spike(weeks: i64, spike_at: usize) -> (String, usize) {
+    let mut rng = Rng(3);
+    let per_week = 7 * 24 * 12;
+    let mut s = String::new();
+    let n = (weeks * per_week) as usize;
+    for i in 0..n {
+        let at = t0() + Duration::minutes(5 * i as i64);
+        let hour = (i % 288) as f64 / 12.0;
+        let mu = 200.0 + 150.0 * ((hour - 14.0) / 24.0 * std::f64::consts::TAU).cos();
+        let mut c = (mu + rng.normal() * mu.sqrt()).round().max(0.0);
+        if i == spike_at {
+            c = mu * 3.0;
+        }
+        // epoch seconds, no header
+        writeln!(s, "{},{c}", at.timestamp()).unwrap();
+    }
+    (s, per_week as usize)
+}
+
+#[test]
+fn volume_flags_spike_with_band_and_clean_weeks_stay_quiet() {
+    let spike_at = 3 * 2016 - 100;
+    let (input, per_week) = counts_with_spike(3, spike_at);
+    let run = run_str(&csv_options(SeriesDetectorKind::Volume), &input).unwrap();
+    let v = csv_verdicts(&run.output);
+    assert!(v[spike_at].1 && v[spike_at].0 > 0.5);
+    // the expected band is written for every row
+    let row: Vec<&str> = run
+        .output
+        .lines()
+        .nth(spike_at + 1)
+        .unwrap()
+        .split(',')
+        .collect();
+    let (value, upper): (f64, f64) = (row[1].parse().unwrap(), row[6].parse().unwrap());
+    assert!(value > upper, "{row:?}");
+    // ≤ 1 % false positives over two clean weeks after a one-week warm-up
+    // (the volume detector's own bound).
+    let clean: Vec<_> = (per_week..v.len())
+        .filter(|&i| i != spike_at)
+        .map(|i| v[i])
+        .collect();
+    let fp = clean.iter().filter(|(_, f)| *f).count();
+    assert!(
+        fp * 100 <= clean.len(),
+        "{fp} false positives of {}",
+        clean.len()
+    );
+
+    let negative = run_str(&csv_options(SeriesDetectorKind::Volume), "1763805600,-3\n");
+    assert!(matches!(
+        negative,
+        Err(BacktestError::BadLine { line: 1, .. })
+    ));
+}
+
+#[test]
+fn threshold_above_and_below() {
+    let options = Options {
+        format: Some(InputFormat::Csv),
+        above: Some(40.0),
+        below: Some(0.0),
+        ..Options::default()
+    };
+    let run = run_str(&options, &series_csv(&[20.0, 41.0, 40.0, -1.0, 0.0])).unwrap();
+    let flags: Vec<bool> = csv_verdicts(&run.output).iter().map(|v| v.1).collect();
+    assert_eq!(flags, [false, true, false, true, false]);
+    let first = run.output.lines().nth(1).unwrap();
+    assert!(first.ends_with(",0.0000,0,,0.0000,40.0000"), "{first}");
+}
+
+/// Causality: the scores of the first k rows do not depend on what follows.
+#[test]
+fn scores_of_a_prefix_do_not_depend_on_later_rows() {
+    let values = noisy_series_with_spike_and_shift();
+    let full = series_csv(&values);
+    let k = 1600;
+    let prefix: String = full.lines().take(k + 1).map(|l| format!("{l}\n")).collect();
+    for detector in [
+        SeriesDetectorKind::ZScore,
+        SeriesDetectorKind::Volume,
+        SeriesDetectorKind::Threshold,
+    ] {
+        let options = Options {
+            above: Some(120.0),
+            ..csv_options(detector)
+        };
+        let whole = run_str(&options, &full).unwrap().output;
+        let part = run_str(&options, &prefix).unwrap().output;
+        let whole_head: Vec<&str> = whole.lines().take(k + 1).collect();
+        let part_lines: Vec<&str> = part.lines().collect();
+        assert_eq!(part_lines.len(), k + 1);
+        assert_eq!(whole_head, part_lines, "{detector:?}");
+    }
+
+    // The same for records: rows are written before later lines are read.
+    let (lines, _) = app_lines_with_error_burst();
+    let k = lines.len() - 150;
+    let options = jsonl_options();
+    let whole = run_str(&options, &lines.join("\n")).unwrap().output;
+    let part = run_str(&options, &lines[..k].join("\n")).unwrap().output;
+    let whole_head: Vec<&str> = whole.lines().take(k).collect();
+    assert_eq!(whole_head, part.lines().collect::<Vec<_>>());
+    // and the burst is inside the prefix, so this compares flagged rows too
+    assert!(part.contains(r#""flag":1"#));
+}
+
+#[test]
+fn csv_header_epoch_millis_blank_lines_and_bad_line_numbers() {
+    let options = csv_options(SeriesDetectorKind::ZScore);
+    let input = "\n\ntimestamp,value\n1763805600000,1.5\n\n1763805660000,\"2\"\r\n";
+    let run = run_str(&options, input).unwrap();
+    assert_eq!(run.summary.rows, 2);
+    let rows: Vec<&str> = run.output.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,score,flag,expected,lower,upper");
+    assert!(
+        rows[1].starts_with("1763805600000,1.5,0.0000,0,"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[2].starts_with("1763805660000,2,"), "{}", rows[2]);
+
+    // a bad value on line 5 stops the run and names the line
+    let bad = "timestamp,value\n1763805600,1\n1763805660,2\n\n1763805720,oops\n1763805780,4\n";
+    let err = run_str(&options, bad).err().expect("bad line");
+    assert!(
+        matches!(err, BacktestError::BadLine { line: 5, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("line 5: value \"oops\" is not a number")
+    );
+
+    // --skip-bad counts and reports it, and keeps the other rows
+    let skipping = Options {
+        skip_bad: true,
+        ..options.clone()
+    };
+    let run = run_str(&skipping, bad).unwrap();
+    assert_eq!((run.summary.rows, run.summary.bad_lines), (3, 1));
+    assert!(
+        run.diagnostics
+            .starts_with("skipped line 5: value \"oops\"")
+    );
+    assert!(
+        run.summary
+            .to_string()
+            .contains("3 rows, 0 flagged, 1 bad lines")
+    );
+
+    // a header is only a header on the first line with content
+    let err = run_str(&options, "1763805600,1\ntimestamp,value\n")
+        .err()
+        .unwrap();
+    assert!(matches!(err, BacktestError::BadLine { line: 2, .. }));
+}
+
+fn jsonl_options() -> Options {
+    Options {
+        format: Some(InputFormat::JsonLines),
+        ..Options::default()
+    }
+}
+
+/// App JSON lines for `checkout`: 100 a minute for 40 minutes, one error a
+/// minute, except minute 35 where every 3rd record is an error. Returns the
+/// lines and the index of the first line of minute 35.
+fn app_lines_with_error_burst() -> (Vec<String>, usize) {
+    let mut lines = Vec::new();
+    let mut burst_start = 0;
+    for minute in 0..40 {
+        if minute == 35 {
+            burst_start = lines.len();
+        }
+        for i in 0..100 {
+            let at = t0() + Duration::minutes(minute) + Duration::milliseconds(i * 600);
+            let error = if minute == 35 { i % 3 == 0 } else { i == 50 };
+            let (level, msg) = if error {
+                ("ERROR", format!("payment failed order={i}"))
+            } else {
+                ("INFO", format!("request served in {i} ms"))
+            };
+            lines.push(format!(
+                r#"{{"timestamp":"{}","level":"{level}","message":"{msg}","service":"checkout"}}"#,
+                at.to_rfc3339()
+            ));
+        }
+    }
+    (lines, burst_start)
+}
+
+#[test]
+fn error_burst_in_app_json_lines_is_flagged() {
+    let (lines, burst_start) = app_lines_with_error_burst();
+    let run = run_str(&jsonl_options(), &lines.join("\n")).unwrap();
+    let out: Vec<serde_json::Value> = run
+        .output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 4000);
+    let flagged = |r: &serde_json::Value| r["flag"] == 1;
+    // No row outside the burst minute is flagged (0 false positives over
+    // 3,900 clean rows with a steady 1 % error rate).
+    let outside = out
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| !(burst_start..burst_start + 100).contains(i) && flagged(r))
+        .count();
+    assert_eq!(outside, 0);
+    // In the burst minute, rows are flagged once the window holds the
+    // detector's minimum of 20 records, and with the error-rate reason.
+    let burst = &out[burst_start..burst_start + 100];
+    assert!(burst[..19].iter().all(|r| !flagged(r)));
+    assert!(burst[19..].iter().all(flagged));
+    assert_eq!(burst[50]["reasons"][0]["detector"], "error_rate");
+    assert_eq!(burst[50]["entity"], "checkout");
+    assert!(burst[50]["score"].as_f64().unwrap() >= 0.5);
+    assert_eq!(run.summary.rows, 4000);
+    assert_eq!(run.summary.flagged, 81);
+    // the window's final verdict at close agrees, and is one incident
+    assert_eq!((run.summary.window_alerts, run.summary.incidents), (1, 1));
+}
+
+#[test]
+fn normalized_records_sensor_rules_and_raw_lines() {
+    let sensor = logpipe_schema::LogRecord {
+        event_time: t0(),
+        source_type: logpipe_schema::SourceType::Sensor,
+        service: Some("weather".into()),
+        host: Some("st-042".into()),
+        level: None,
+        message: "reading".into(),
+        http: None,
+        metrics: [("temperature".to_string(), 41.5)].into_iter().collect(),
+        attributes: serde_json::Map::new(),
+        raw: String::new(),
+        kafka: None,
+    };
+    let normalized = serde_json::to_string(&sensor).unwrap();
+    let syslog = "<34>1 2026-11-02T00:00:05Z web-1 nginx - - - upstream timed out";
+    let input = format!("{normalized}\n\n{syslog}\n");
+    let run = run_str(&jsonl_options(), &input).unwrap();
+    let out: Vec<serde_json::Value> = run
+        .output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["reasons"][0]["rule"], "temperature_high");
+    assert_eq!(out[0]["entity"], "st-042");
+    assert_eq!(
+        (out[0]["flag"].as_u64(), out[0]["score"].as_f64()),
+        (Some(1), Some(1.0))
+    );
+    assert_eq!(
+        (out[1]["line"].as_u64(), out[1]["flag"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(out[1]["source_type"], "syslog5424");
+
+    // a normalized-looking record of the wrong shape is a bad line, by number
+    let err = run_str(
+        &jsonl_options(),
+        &format!("{normalized}\n{{\"event_time\":\"x\",\"source_type\":\"sensor\"}}\n"),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, BacktestError::BadLine { line: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn format_is_sniffed_when_not_given() {
+    let run = run_str(
+        &Options::default(),
+        "{\"message\":\"hi\",\"timestamp\":1763805600}\n",
+    )
+    .unwrap();
+    assert_eq!(run.summary.format, Some(InputFormat::JsonLines));
+    let run = run_str(&Options::default(), "1763805600,1\n").unwrap();
+    assert_eq!(run.summary.format, Some(InputFormat::Csv));
+}
