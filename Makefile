@@ -14,6 +14,7 @@ help:
 	@echo "make build    cargo lambda build --release for every function"
 	@echo "make bench    benchmarks (RESULT lines)"
 	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
+	@echo "make backtest score a history offline with the detectors (INPUT=file.csv|.jsonl ARGS=...)"
 
 tools:
 	@scripts/bootstrap.sh all
@@ -68,6 +69,14 @@ topics:
 .PHONY: health
 health:
 	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- health $(HEALTH_ARGS)
+
+# Runs the detectors offline over a CSV (timestamp,value) or JSON-lines
+# history and writes every row with a score and a flag (see --help), e.g.
+#   make backtest INPUT=history.csv ARGS="--detector volume -o scored.csv"
+.PHONY: backtest
+backtest: INPUT ?= events/detect/backtest/latency.csv
+backtest:
+	@$(CARGO) run -q -p logpipe-backtest -- $(ARGS) $(INPUT)
 
 clean: down
 	rm -rf .local target/lambda
