@@ -2,6 +2,7 @@
 //! Manager credentials, migrations, and idempotent batch writes.
 
 mod connection;
+pub mod detect;
 mod error;
 mod migrate;
 mod store;

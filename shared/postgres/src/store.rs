@@ -8,7 +8,7 @@ use futures::pin_mut;
 use logpipe_schema::LogRecord;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::error::DbError;
 
@@ -56,7 +56,7 @@ pub struct PartitionProgress {
 /// Last handled offsets of `group` for the given partitions (absent when the
 /// group never wrote to that partition).
 pub async fn load_progress(
-    client: &Client,
+    client: &impl GenericClient,
     group: &str,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, DbError> {

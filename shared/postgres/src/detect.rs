@@ -1,0 +1,296 @@
+//! Storage of the detect function: per-entity state rows (locked while a
+//! batch updates them), the group's event-time clock, and the outbox of
+//! alerts and predictions. State is opaque JSON here; the detection crate
+//! owns its shape.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Transaction};
+
+use crate::DbError;
+
+/// One entity's stored state (`None` for a row created by this batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityRow {
+    pub entity: String,
+    pub state: Option<serde_json::Value>,
+    pub version: i64,
+}
+
+/// An entity's new state, written back under the lock taken by
+/// [`lock_entities`] or [`lock_due_entities`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityUpdate {
+    pub entity: String,
+    pub state: serde_json::Value,
+    pub records_seen: i64,
+    pub next_close_at: Option<DateTime<Utc>>,
+}
+
+/// A message to publish later (see [`insert_outbox`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub topic: String,
+    pub id: String,
+    pub key: String,
+    /// `alert` or `prediction`.
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+}
+
+/// An unpublished outbox row, claimed by this transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingMessage {
+    pub topic: String,
+    pub id: String,
+    pub key: String,
+    pub payload: String,
+}
+
+/// Serializes batches of the same partitions (a redelivery racing the
+/// original invocation must wait, then see the progress it wrote). Locks
+/// are taken in sorted order and released at commit/rollback.
+pub async fn lock_partitions(
+    txn: &Transaction<'_>,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> Result<(), DbError> {
+    let mut keys: Vec<String> = partitions
+        .iter()
+        .map(|(t, p)| format!("detect|{group}|{t}|{p}"))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in &keys {
+        txn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[key],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    }
+    Ok(())
+}
+
+/// Creates missing rows and locks every named entity's row (in entity
+/// order, so concurrent batches cannot deadlock), returning the states.
+pub async fn lock_entities(
+    txn: &Transaction<'_>,
+    group: &str,
+    entities: &[String],
+) -> Result<Vec<EntityRow>, DbError> {
+    let mut sorted: Vec<&str> = entities.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    txn.execute(
+        "INSERT INTO detect_entity_state (consumer_group, entity)
+         SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS u(e, n) ORDER BY n
+         ON CONFLICT DO NOTHING",
+        &[&group, &sorted],
+    )
+    .await
+    .map_err(DbError::from_query)?;
+    let rows = txn
+        .query(
+            "SELECT entity, state, version FROM detect_entity_state
+              WHERE consumer_group = $1 AND entity = ANY($2)
+              ORDER BY entity
+              FOR UPDATE",
+            &[&group, &sorted],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows.iter().map(entity_row).collect())
+}
+
+/// Locks up to `limit` other entities that have a window to close at
+/// `watermark` (silent entities still get their windows scored). Rows
+/// another batch holds are skipped: that batch closes them.
+pub async fn lock_due_entities(
+    txn: &Transaction<'_>,
+    group: &str,
+    watermark: DateTime<Utc>,
+    exclude: &[String],
+    limit: i64,
+) -> Result<Vec<EntityRow>, DbError> {
+    let rows = txn
+        .query(
+            "SELECT entity, state, version FROM detect_entity_state
+              WHERE consumer_group = $1 AND next_close_at <= $2 AND NOT (entity = ANY($3))
+              ORDER BY next_close_at
+              LIMIT $4
+              FOR UPDATE SKIP LOCKED",
+            &[&group, &watermark, &exclude, &limit],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows.iter().map(entity_row).collect())
+}
+
+fn entity_row(r: &tokio_postgres::Row) -> EntityRow {
+    EntityRow {
+        entity: r.get(0),
+        state: r.get(1),
+        version: r.get(2),
+    }
+}
+
+/// Moves the group's clock forward to `seen` (never back) and returns it.
+/// Takes the clock row's lock until commit: callers do this after locking
+/// entities, so the lock order stays partitions → entities → clock.
+pub async fn advance_clock(
+    txn: &Transaction<'_>,
+    group: &str,
+    seen: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    if let Some(seen) = seen {
+        let row = txn
+            .query_one(
+                "INSERT INTO detect_clock AS c (consumer_group, max_event_time) VALUES ($1, $2)
+                 ON CONFLICT (consumer_group) DO UPDATE
+                    SET max_event_time = GREATEST(c.max_event_time, EXCLUDED.max_event_time),
+                        updated_at = now()
+                 RETURNING max_event_time",
+                &[&group, &seen],
+            )
+            .await
+            .map_err(DbError::from_query)?;
+        return Ok(Some(row.get(0)));
+    }
+    let row = txn
+        .query_opt(
+            "SELECT max_event_time FROM detect_clock WHERE consumer_group = $1",
+            &[&group],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Writes back the states of locked entities.
+pub async fn save_entities(
+    txn: &Transaction<'_>,
+    group: &str,
+    updates: &[EntityUpdate],
+) -> Result<(), DbError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let entities: Vec<&str> = updates.iter().map(|u| u.entity.as_str()).collect();
+    let states: Vec<&serde_json::Value> = updates.iter().map(|u| &u.state).collect();
+    let seen: Vec<i64> = updates.iter().map(|u| u.records_seen).collect();
+    let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_close_at).collect();
+    txn.execute(
+        "UPDATE detect_entity_state s
+            SET state = u.state, version = s.version + 1, records_seen = u.seen,
+                next_close_at = u.next, updated_at = now()
+           FROM unnest($2::text[], $3::jsonb[], $4::int8[], $5::timestamptz[]) AS u(entity, state, seen, next)
+          WHERE s.consumer_group = $1 AND s.entity = u.entity",
+        &[&group, &entities, &states, &seen, &next],
+    )
+    .await
+    .map_err(DbError::from_query)?;
+    Ok(())
+}
+
+/// Adds messages to the outbox; ids already present are left alone.
+/// Returns how many were new.
+pub async fn insert_outbox(
+    txn: &Transaction<'_>,
+    messages: &[OutboxMessage],
+) -> Result<u64, DbError> {
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
+    let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| &m.payload).collect();
+    txn.execute(
+        "INSERT INTO detect_outbox (topic, id, msg_key, kind, payload)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+         ON CONFLICT (topic, id) DO NOTHING",
+        &[&topics, &ids, &keys, &kinds, &payloads],
+    )
+    .await
+    .map_err(DbError::from_query)
+}
+
+/// Claims up to `limit` unpublished messages, oldest first. Rows another
+/// transaction is publishing are skipped, so two invocations never publish
+/// the same row at once.
+pub async fn claim_outbox(
+    txn: &Transaction<'_>,
+    limit: i64,
+) -> Result<Vec<PendingMessage>, DbError> {
+    let rows = txn
+        .query(
+            "SELECT topic, id, msg_key, payload::text FROM detect_outbox
+              WHERE published_at IS NULL
+              ORDER BY seq
+              LIMIT $1
+              FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows
+        .iter()
+        .map(|r| PendingMessage {
+            topic: r.get(0),
+            id: r.get(1),
+            key: r.get(2),
+            payload: r.get(3),
+        })
+        .collect())
+}
+
+/// Marks delivered messages published, and counts an attempt with the
+/// error on the others.
+pub async fn finish_outbox(
+    txn: &Transaction<'_>,
+    delivered: &[(&str, &str)],
+    failed: &[(&str, &str)],
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    let split = |v: &[(&str, &str)]| -> (Vec<String>, Vec<String>) {
+        v.iter()
+            .map(|(t, i)| (t.to_string(), i.to_string()))
+            .unzip()
+    };
+    let (dt, di) = split(delivered);
+    if !dt.is_empty() {
+        txn.execute(
+            "UPDATE detect_outbox o SET published_at = now(), attempts = attempts + 1, last_error = NULL
+               FROM unnest($1::text[], $2::text[]) AS u(topic, id)
+              WHERE o.topic = u.topic AND o.id = u.id",
+            &[&dt, &di],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    }
+    let (ft, fi) = split(failed);
+    if !ft.is_empty() {
+        txn.execute(
+            "UPDATE detect_outbox o SET attempts = attempts + 1, last_error = $3
+               FROM unnest($1::text[], $2::text[]) AS u(topic, id)
+              WHERE o.topic = u.topic AND o.id = u.id",
+            &[&ft, &fi, &error],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    }
+    Ok(())
+}
+
+/// Messages still waiting to be published.
+pub async fn count_unpublished(client: &impl GenericClient) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM detect_outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(row.get(0))
+}
