@@ -136,6 +136,7 @@ pub fn run<R: BufRead, W: Write, E: Write>(
         Some(f) => f,
         None => sniff_format(&mut input)?,
     };
+    options.check_applicable(format)?;
     let mut bad = BadLines {
         skip: options.skip_bad,
         count: 0,

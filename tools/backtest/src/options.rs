@@ -27,7 +27,7 @@ otherwise `jsonl` when the first line starts with `{`, else `csv`):
          Output: one JSON object per record with score, flag and, when
          flagged, the reasons (detector, rule, severity, message).
 
-CSV DETECTORS (--detector; default zscore, or threshold when --above/--below given):
+CSV DETECTORS (--detector; default zscore, or threshold when --above/--below/--rules given):
   zscore     EWMA mean/variance z-score (the outlier detector), two-sided;
              with --log, upper side on ln(1+x) (right-skewed values)
   volume     seasonal (hour-of-week) baseline for counts per window, with the
@@ -37,7 +37,8 @@ CSV DETECTORS (--detector; default zscore, or threshold when --above/--below giv
 OPTIONS:
   --format csv|jsonl      input format (see above)
   --detector NAME         CSV detector (see above)
-  --threshold Z           z at which zscore/volume alert (defaults 4 / 3)
+  --threshold Z           z at which zscore/volume alert (defaults 4 / 3);
+                          JSON lines: the outlier z (default 4)
   --window N              CSV: rows of history the baseline weighs (EWMA span,
                           alpha = 2/(N+1)) and the warm-up in rows
                           JSON lines: window width in seconds (default 60)
@@ -131,8 +132,65 @@ impl Options {
     pub fn series_detector(&self) -> SeriesDetectorKind {
         match self.detector {
             Some(d) => d,
-            None if self.above.is_some() || self.below.is_some() => SeriesDetectorKind::Threshold,
+            None if self.above.is_some() || self.below.is_some() || self.rules.is_some() => {
+                SeriesDetectorKind::Threshold
+            }
             None => SeriesDetectorKind::ZScore,
+        }
+    }
+
+    /// Rejects options that would be silently ignored for `format` (the
+    /// format may only be known once the input is sniffed).
+    pub fn check_applicable(&self, format: InputFormat) -> Result<(), BacktestError> {
+        let given = |set: bool, name: &'static str| set.then_some(name);
+        let (misplaced, applies_to) = match format {
+            InputFormat::JsonLines => (
+                [
+                    given(self.detector.is_some(), "--detector"),
+                    given(self.above.is_some(), "--above"),
+                    given(self.below.is_some(), "--below"),
+                    given(self.min_deviation.is_some(), "--min-deviation"),
+                    given(self.log_transform, "--log"),
+                    given(!self.seasonality, "--no-seasonality"),
+                ],
+                "CSV",
+            ),
+            InputFormat::Csv => (
+                [
+                    given(self.lateness_secs.is_some(), "--lateness"),
+                    given(self.log_format.is_some(), "--log-format"),
+                    given(self.field.is_some(), "--field"),
+                    given(self.drain_warmup.is_some(), "--drain-warmup"),
+                    None,
+                    None,
+                ],
+                "JSON-lines",
+            ),
+        };
+        if format == InputFormat::Csv {
+            use SeriesDetectorKind::*;
+            let detector = self.series_detector();
+            let bounds = self.above.is_some() || self.below.is_some() || self.rules.is_some();
+            let wrong = [
+                (
+                    bounds && detector != Threshold,
+                    "--above/--below/--rules",
+                    "threshold",
+                ),
+                (self.log_transform && detector != ZScore, "--log", "zscore"),
+                (
+                    !self.seasonality && detector != Volume,
+                    "--no-seasonality",
+                    "volume",
+                ),
+            ];
+            if let Some((_, name, wants)) = wrong.into_iter().find(|w| w.0) {
+                return Err(usage(format!("{name} only applies to --detector {wants}")));
+            }
+        }
+        match misplaced.into_iter().flatten().next() {
+            Some(name) => Err(usage(format!("{name} only applies to {applies_to} input"))),
+            None => Ok(()),
         }
     }
 }
@@ -336,5 +394,27 @@ mod tests {
         assert!(err("--threshold abc a.csv").contains("expects a number"));
         assert!(err("--detector threshold a.csv").contains("needs --above"));
         assert!(err("--bogus a.csv").contains("unknown option --bogus"));
+    }
+
+    #[test]
+    fn options_of_the_other_format_are_rejected() {
+        let options = |s: &str| match parse_args(&args(s)).unwrap() {
+            Command::Run { options, .. } => options,
+            Command::Help => panic!("expected run"),
+        };
+        let jsonl = options("--detector volume a.jsonl");
+        let e = jsonl.check_applicable(InputFormat::JsonLines).unwrap_err();
+        assert_eq!(e.to_string(), "--detector only applies to CSV input");
+        assert!(jsonl.check_applicable(InputFormat::Csv).is_ok());
+        let csv = options("--lateness 5 a.csv");
+        assert!(csv.check_applicable(InputFormat::Csv).is_err());
+        assert!(csv.check_applicable(InputFormat::JsonLines).is_ok());
+        let e = options("--detector zscore --above 3 a.csv")
+            .check_applicable(InputFormat::Csv)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--above/--below/--rules only applies to --detector threshold"
+        );
     }
 }

@@ -222,7 +222,7 @@ fn scores_of_a_prefix_do_not_depend_on_later_rows() {
         SeriesDetectorKind::Threshold,
     ] {
         let options = Options {
-            above: Some(120.0),
+            above: (detector == SeriesDetectorKind::Threshold).then_some(120.0),
             ..csv_options(detector)
         };
         let whole = run_str(&options, &full).unwrap().output;
