@@ -63,6 +63,15 @@ pub async fn handle(
         records_forwarded = s.records_forwarded,
         "batch done"
     );
+    logpipe_telemetry::emit_metrics(
+        "ingest",
+        &[
+            ("RecordsIn", s.records_in),
+            ("RecordsStored", s.records_stored),
+            ("RecordsDeadLettered", s.records_dead_lettered),
+            ("RecordsRetry", s.records_retry),
+        ],
+    );
     respond(outcome, ingestor.config().report_batch_item_failures)
 }
 
