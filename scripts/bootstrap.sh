@@ -2,8 +2,10 @@
 # Installs what logpipe's make targets need, skipping whatever is present:
 #   - apt packages (cmake for librdkafka, PostgreSQL server binaries) when root
 #   - the Tansu broker (cargo install, ~10 min the first time)
-#   - a project-local Python venv (.venv) with moto and cargo-lambda
-# Usage: scripts/bootstrap.sh [stack|lambda|all]   (default: all)
+#   - a project-local Python venv (.venv) with moto and cargo-lambda, and the
+#     template validators (aws-sam-cli, cfn-lint)
+#   - for arm64 only: the aarch64-unknown-linux-gnu Rust target (rustup)
+# Usage: scripts/bootstrap.sh [stack|lambda|all|arm64]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -41,9 +43,15 @@ pkgs=()
 [ -x "$venv/bin/moto_server" ] || pkgs+=("moto[server]==5.*")
 if [ "$what" != stack ]; then
   [ -x "$venv/bin/cargo-lambda" ] || pkgs+=("cargo-lambda")
+  [ -x "$venv/bin/sam" ] || pkgs+=("aws-sam-cli==1.*")
+  [ -x "$venv/bin/cfn-lint" ] || pkgs+=("cfn-lint==1.*")
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   say "installing into $venv: ${pkgs[*]}"
   "$venv/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+fi
+if [ "$what" = arm64 ] && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  say "adding the Rust target aarch64-unknown-linux-gnu (rustup) for arm64 Lambda builds"
+  rustup target add aarch64-unknown-linux-gnu
 fi
 say "tools ready"
