@@ -2,9 +2,12 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
-FUNCTIONS := ingest produce
+FUNCTIONS := ingest produce detect
+# arm64 release builds go to their own directory so they never replace the
+# x86_64 ones in target/lambda that `make build` and the smoke deploy use.
+ARM64_DIR := target/lambda-arm64
 
-.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env topics tools clean
+.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env topics tools clean validate deploy sam-deploy deploy-smoke
 
 help:
 	@echo "make demo     run the pipeline on the local stack and show what happened"
@@ -12,6 +15,11 @@ help:
 	@echo "make up|down  start/stop the local stack (PostgreSQL, Tansu, moto); make env prints its variables"
 	@echo "make invoke   cargo lambda watch + invoke every sample in events/ingest, checking the summaries"
 	@echo "make build    cargo lambda build --release for every function"
+	@echo "make build-arm64  the same for arm64 Lambda (into $(ARM64_DIR)); not part of make test"
+	@echo "make validate sam validate, sam validate --lint and cfn-lint on infra/template.yaml, plus expected failures"
+	@echo "make deploy   arm64 build + cargo lambda deploy of every function (DEPLOY_ARGS=\"--region ... --iam-role ...\")"
+	@echo "make sam-deploy  sam build + sam deploy of infra/template.yaml (guided the first time)"
+	@echo "make deploy-smoke  cargo lambda deploy of every function into moto's Lambda (CI smoke test)"
 	@echo "make bench    benchmarks (RESULT lines)"
 	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
 	@echo "make backtest score a history offline with the detectors (INPUT=file.csv|.jsonl ARGS=...)"
@@ -42,8 +50,36 @@ build: tools
 	@for f in $(FUNCTIONS); do echo "==> cargo lambda build --release -p $$f"; $(CARGO) lambda build --release -p $$f || exit 1; done
 	@ls -l target/lambda/*/bootstrap
 
-build-arm64: tools
-	@for f in $(FUNCTIONS); do $(CARGO) lambda build --release --arm64 -p $$f || exit 1; done
+build-arm64:
+	@scripts/bootstrap.sh arm64
+	@for f in $(FUNCTIONS); do echo "==> cargo lambda build --release --arm64 -p $$f"; $(CARGO) lambda build --release --arm64 --lambda-dir $(ARM64_DIR) -p $$f || exit 1; done
+	@ls -l $(ARM64_DIR)/*/bootstrap
+
+validate: tools
+	@scripts/validate.sh
+
+# Deploys the arm64 builds with `cargo lambda deploy`, each with its
+# [package.metadata.lambda.deploy] (memory, timeout, infra/env/<fn>.env),
+# run from the package directory (cargo lambda resolves env_file from there).
+# The event source mappings and schedule come from the SAM template
+# (make sam-deploy), or create them yourself (README "Deploying to AWS").
+#   make deploy DEPLOY_ARGS="--region eu-west-1 --iam-role arn:aws:iam::123456789012:role/logpipe"
+deploy: build-arm64
+	@for f in $(FUNCTIONS); do echo "==> cargo lambda deploy $$f"; \
+	  (cd functions/$$f && $(CARGO) lambda deploy --lambda-dir $(CURDIR)/$(ARM64_DIR) $(DEPLOY_ARGS) $$f) || exit 1; done
+
+# sam build (cargo lambda, arm64) + sam deploy. The first run is guided and
+# writes infra/samconfig.toml (your stack name, region and parameters; keep
+# it out of git); later runs reuse it. SAM_ARGS are passed to sam deploy.
+sam-deploy:
+	@scripts/bootstrap.sh arm64
+	cd infra && SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 sam build --beta-features
+	@if [ -f infra/samconfig.toml ]; then cd infra && sam deploy $(SAM_ARGS); \
+	else cd infra && sam deploy --guided --capabilities CAPABILITY_IAM $(SAM_ARGS); fi
+
+# CI smoke test: every function deployed with cargo lambda into moto's Lambda.
+deploy-smoke: build
+	@scripts/deploy-smoke.sh
 
 bench: tools
 	$(CARGO) run --release -q -p logpipe-bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: lints, every unit and integration test, the sample events
-# through `cargo lambda watch`, and the Lambda release build. Ends with one
-# line that counts every test: "tests: N passed, M failed".
+# through `cargo lambda watch`, the SAM template validation, the Lambda
+# release build and a deploy of it into moto. Ends with one line that counts
+# every test: "tests: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
@@ -36,7 +37,9 @@ passed=$((passed + p))
 failed=$((failed + f))
 
 step "sample events through cargo lambda watch (scripts/invoke-samples.sh)" scripts/invoke-samples.sh
+step "SAM template: sam validate, --lint, cfn-lint, expected failures (scripts/validate.sh)" scripts/validate.sh
 step "Lambda release build (cargo lambda build --release)" make --no-print-directory build
+step "deploy smoke test: cargo lambda deploy into moto's Lambda (scripts/deploy-smoke.sh)" scripts/deploy-smoke.sh
 
 echo
 echo "tests: $passed passed, $failed failed"
