@@ -6,6 +6,8 @@
 //! - `env`: print the environment of the running stack.
 //! - `health`: consumer-group lag and status, ingest freshness, DLQ counts
 //!   (`logpipe_health`; exit codes in its `cli::USAGE`).
+//! - `esm`: run the local Kafka event source mappings (`logpipe_esm`)
+//!   against functions served by `cargo lambda watch`, until Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,9 +35,10 @@ async fn main() -> Result<()> {
         Some("env") => print_env(&read_state(&stack_dir())?),
         Some("topics") => topics(&args[1..]).await,
         Some("health") => health(&args[1..]).await,
+        Some("esm") => esm(&args[1..]).await,
         _ => {
             eprintln!(
-                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]"
+                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT]"
             );
             std::process::exit(2);
         }
@@ -268,4 +271,110 @@ async fn health(args: &[String]) -> Result<()> {
         print!("{}", report.render_table());
     }
     std::process::exit(report.exit_code());
+}
+
+/// Runs the local event source mappings (from the SAM template when it
+/// exists, else infra/local-mappings.json) against the Lambda Invoke API at
+/// --endpoint, on the local stack's broker unless --bootstrap or
+/// KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_* security variables) say otherwise.
+async fn esm(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    let mut template = None;
+    let mut config_file = None;
+    let mut endpoint = "http://127.0.0.1:9000".to_string();
+    let mut bootstrap = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--template" => template = Some(PathBuf::from(value()?)),
+            "--config" => config_file = Some(PathBuf::from(value()?)),
+            "--endpoint" => endpoint = value()?,
+            "--bootstrap" => bootstrap = Some(value()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let (mappings, source) = match (template, config_file) {
+        (Some(_), Some(_)) => bail!("give --template or --config, not both"),
+        (Some(t), None) => (logpipe_esm::load_template(&t)?, t),
+        (None, Some(c)) => (logpipe_esm::load_mappings_file(&c)?, c),
+        (None, None) => logpipe_esm::load_mappings(
+            &root.join("infra/template.yaml"),
+            &root.join("infra/local-mappings.json"),
+        )?,
+    };
+    if mappings.is_empty() {
+        bail!("no Kafka event source mappings in {}", source.display());
+    }
+    let settings = match bootstrap {
+        None if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_none() => {
+            let state = read_state(&stack_dir())?;
+            let servers = state["bootstrap_servers"]
+                .as_str()
+                .context("stack state lacks bootstrap_servers")?;
+            logpipe_kafka::KafkaSettings::plaintext(servers, "logpipe-esm")
+        }
+        _ => {
+            let mut settings = logpipe_kafka::KafkaSettings::from_env("logpipe-esm")?;
+            if let Some(b) = bootstrap {
+                settings.bootstrap_servers = b;
+            }
+            settings
+        }
+    };
+    eprintln!(
+        "{} mapping(s) from {}; broker {}; functions at {endpoint}; Ctrl-C stops",
+        mappings.len(),
+        source.display(),
+        settings.bootstrap_servers
+    );
+    let mut handles = Vec::new();
+    for m in mappings {
+        eprintln!("  {}", m.describe());
+        let invoker = logpipe_esm::HttpInvoker::new(&endpoint, &m.function_name)?;
+        handles.push(logpipe_esm::start_mapping(m, &settings, invoker)?);
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if handles.iter().any(|h| h.is_finished()) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut failed = false;
+    for h in handles {
+        let name = h.config().describe();
+        match h.stop().await {
+            Ok(s) => eprintln!(
+                "{name}: {} records delivered in {} batches, {} retries, {} sent to the failure topic, {} discarded; committed {:?}",
+                s.records_delivered,
+                s.batches,
+                s.retries,
+                s.records_to_destination,
+                s.records_discarded,
+                s.committed
+            ),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("a mapping stopped with an error");
+    }
+    Ok(())
 }

@@ -604,6 +604,25 @@ Resources:
         assert_eq!(m.maximum_retry_attempts, None, "-1 retries forever");
     }
 
+    /// The real template (written alongside) must stay readable here.
+    #[test]
+    fn the_project_template_parses_when_present() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml");
+        if !path.exists() {
+            return;
+        }
+        let mappings = load_template(&path).unwrap();
+        for m in &mappings {
+            eprintln!("{m:?}");
+        }
+        let ingest = mappings
+            .iter()
+            .find(|m| m.function_name == "ingest")
+            .expect("a mapping for ingest");
+        assert_eq!(ingest.topics, vec!["log-ingestion".to_string()]);
+        assert_eq!(ingest.event_source, EventSource::SelfManaged);
+    }
+
     #[test]
     fn bad_values_name_the_resource() {
         let err = parse_template(
