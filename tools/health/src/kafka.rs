@@ -13,6 +13,10 @@ use logpipe_kafka::rdkafka::{Offset, TopicPartitionList};
 
 use crate::HealthError;
 
+/// How long one sample may read to find where partitions end; a partition
+/// that does not report its end by then keeps its watermark.
+const LOG_END_READ: Duration = Duration::from_secs(3);
+
 /// (topic, partition)
 pub type PartitionKey = (String, i32);
 
@@ -121,10 +125,12 @@ impl Broker {
     }
 
     /// Log start and end of every partition of `topic`. The end is the high
-    /// watermark, pushed forward by reading past it: some brokers (Tansu's
-    /// memory engine) answer a watermark far below the true end, and what a
-    /// consumer actually fetches cannot be wrong. `known_ends` are ends seen
-    /// before (the log never shrinks at the end).
+    /// watermark, pushed forward by reading from just below it: Tansu's
+    /// memory engine answers "base offset of the newest batch + 1" (far
+    /// below the true end) and returns nothing for a fetch that starts
+    /// inside a batch, so the read starts at that base (watermark − 1; on
+    /// real Kafka just the last record) and what it fetches cannot be wrong.
+    /// `known_ends` are ends seen before (the log never shrinks at the end).
     pub fn log_bounds(
         &self,
         topic: &str,
@@ -132,6 +138,7 @@ impl Broker {
         known_ends: &BTreeMap<PartitionKey, i64>,
     ) -> Result<BTreeMap<i32, LogBounds>, HealthError> {
         let mut bounds = BTreeMap::new();
+        let mut starts = BTreeMap::new();
         for partition in 0..partitions {
             let (low, high) = self
                 .probe
@@ -148,9 +155,11 @@ impl Broker {
                     end: high.max(known).max(0),
                 },
             );
+            // Empty (or unreadable) partitions: from the beginning, which
+            // ends at once.
+            starts.insert(partition, if high > low { high - 1 } else { -2 });
         }
-        let starts = bounds.iter().map(|(p, b)| (*p, b.end)).collect();
-        let scan = self.scan(topic, &starts, self.timeout)?;
+        let scan = self.scan(topic, &starts, self.timeout.min(LOG_END_READ))?;
         for (partition, seen) in scan.next_offsets {
             if let Some(b) = bounds.get_mut(&partition) {
                 b.end = b.end.max(seen);
