@@ -424,3 +424,29 @@ fn format_is_sniffed_when_not_given() {
     let run = run_str(&Options::default(), "1763805600,1\n").unwrap();
     assert_eq!(run.summary.format, Some(InputFormat::Csv));
 }
+
+#[test]
+fn late_records_are_marked_and_skip_window_detectors() {
+    let line = |at: DateTime<Utc>, msg: &str| {
+        format!(
+            r#"{{"timestamp":"{}","level":"INFO","message":"{msg}","service":"api"}}"#,
+            at.to_rfc3339()
+        )
+    };
+    let input = [
+        line(t0(), "a"),
+        line(t0() + Duration::minutes(2), "b"),
+        // the 00:00 window closed when the watermark passed 00:01:00
+        line(t0() + Duration::seconds(10), "c"),
+    ]
+    .join("\n");
+    let run = run_str(&jsonl_options(), &input).unwrap();
+    let late: Vec<bool> = run
+        .output
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["late"] == true)
+        .collect();
+    assert_eq!(late, [false, false, true]);
+    assert_eq!(run.summary.late, 1);
+    assert!(run.summary.to_string().contains("1 late records"));
+}
