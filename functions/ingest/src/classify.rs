@@ -113,8 +113,18 @@ fn rows_of(record: &InputRecord, max_record_bytes: usize) -> Result<Vec<LogRecor
         DateTime::from_timestamp_millis(record.timestamp_ms).unwrap_or(DateTime::UNIX_EPOCH);
     let mut rows =
         parse(text, format, kafka_time).map_err(|e| Poison::new(e.class(), e.to_string()))?;
+    // Formats without a service field (access logs, syslog) may be named
+    // by the producer in a `service` header.
+    let service_header = record
+        .header("service")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     for (seq, row) in rows.iter_mut().enumerate() {
         check_storable_time(row.event_time)?;
+        if row.service.is_none() {
+            row.service = service_header.map(str::to_string);
+        }
         row.kafka = Some(KafkaCoordinates {
             topic: record.topic.clone(),
             partition: record.partition,

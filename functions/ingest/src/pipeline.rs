@@ -277,7 +277,7 @@ impl Ingestor {
         self.ensure_schema().await?;
         let keys: Vec<PartitionKey> = partitions.keys().cloned().collect();
         let client = self.db.client().await?;
-        load_progress(&client, &self.config.consumer_group, &keys).await
+        load_progress(&*client, &self.config.consumer_group, &keys).await
     }
 
     async fn store(

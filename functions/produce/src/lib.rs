@@ -275,6 +275,11 @@ pub fn to_message(r: GeneratedRecord, topic: &str, producer: &str) -> OutMessage
     if let Some(t) = r.trace_id {
         headers.push(("trace-id".to_string(), t.into_bytes()));
     }
+    // An access-log line does not name the service it was served by: say it
+    // in a header (ingest uses it when the format carries no service).
+    if r.kind == logpipe_generator::Kind::WebAccess {
+        headers.push(("service".to_string(), r.key.clone().into_bytes()));
+    }
     OutMessage {
         topic: topic.to_string(),
         key: Some(r.key.into_bytes()),

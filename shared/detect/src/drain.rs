@@ -249,12 +249,23 @@ pub fn mask_token(token: &str) -> String {
     if is_variable(token) {
         PARAM.to_string()
     } else if token.contains('/') {
-        // paths: mask variable segments, /api/orders/123 → /api/orders/<*>
+        // paths: mask variable segments, /api/orders/123 → /api/orders/<*>;
+        // a segment with a digit is an id (SKU-50192, v2 stays: too short)
         token
             .split('/')
-            .map(|seg| if is_variable(seg) { PARAM } else { seg })
+            .map(|seg| {
+                let id_like = seg.len() > 3 && seg.chars().any(|c| c.is_ascii_digit());
+                if id_like || is_variable(seg) {
+                    PARAM
+                } else {
+                    seg
+                }
+            })
             .collect::<Vec<_>>()
             .join("/")
+    } else if token.chars().any(|c| c.is_ascii_digit()) {
+        // ids such as SKU-81827 or order#123: Drain masks any token with a digit
+        PARAM.to_string()
     } else {
         token.to_string()
     }

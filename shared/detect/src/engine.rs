@@ -72,6 +72,11 @@ pub struct EntityState {
     pub cooldown: Cooldown,
     pub records_seen: u64,
     pub records_late: u64,
+    /// Per-record alerts (thresholds, outliers, new templates) waiting for
+    /// their window to close, so that everything one window showed about
+    /// the entity becomes one alert. By window start (Unix seconds).
+    #[serde(default)]
+    pub pending: BTreeMap<i64, Vec<Alert>>,
 }
 
 /// What one call produced.
@@ -96,12 +101,17 @@ pub struct Engine {
     thresholds: ThresholdEngine,
 }
 
-/// Error and 5xx rates of one entity are one incident: a burst of failing
-/// requests raises both, and users want one alert for it.
-fn incident_family(alert: &Alert) -> String {
-    match alert.detector.as_str() {
-        "error_rate" | "http_5xx_rate" => "errors".to_string(),
-        d => alert_key(d, alert.rule.as_deref()),
+/// Cooldown key: one open incident per entity, whatever detectors see it.
+const INCIDENT: &str = "incident";
+
+/// Which finding leads an incident's alert (at equal severity).
+fn priority(detector: &str) -> u8 {
+    match detector {
+        "error_rate" | "http_5xx_rate" => 5,
+        "threshold" => 4,
+        "volume" => 3,
+        "outlier" => 2,
+        _ => 1,
     }
 }
 
@@ -131,6 +141,7 @@ impl Engine {
             cooldown: Cooldown::new(self.width(), self.config.cooldown_windows),
             records_seen: 0,
             records_late: 0,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -149,17 +160,50 @@ impl Engine {
         }
     }
 
-    fn admit(&self, state: &mut EntityState, alerts: Vec<Alert>, out: &mut Emitted) {
-        for alert in alerts {
-            let family = incident_family(&alert);
-            if state
-                .cooldown
-                .fire(&family, &alert.entity, alert.window_start)
-            {
-                out.alerts.push(alert);
-            } else {
-                out.suppressed += 1;
+    /// Everything one window showed about an entity is one candidate
+    /// alert: the most telling finding, with the others listed in its
+    /// message. It is emitted only if it opens a new incident for the
+    /// entity (see [`Cooldown`]): a burst that raises the error rate, the
+    /// latency and a new error template is one alert, not three.
+    fn admit(&self, state: &mut EntityState, mut alerts: Vec<Alert>, out: &mut Emitted) {
+        if alerts.is_empty() {
+            return;
+        }
+        alerts.sort_by(|a, b| {
+            (b.severity, priority(&b.detector)).cmp(&(a.severity, priority(&a.detector)))
+        });
+        let count = alerts.len() as u64;
+        let rest = alerts.split_off(1);
+        let Some(mut lead) = alerts.pop() else {
+            return;
+        };
+        if !rest.is_empty() {
+            let also: Vec<String> = rest
+                .iter()
+                .take(5)
+                .map(|a| {
+                    format!(
+                        "{}: {}",
+                        alert_key(&a.detector, a.rule.as_deref()),
+                        a.message
+                    )
+                })
+                .collect();
+            lead.message = format!("{}; also {}", lead.message, also.join("; "));
+            for id in rest.into_iter().flat_map(|a| a.sample_record_ids) {
+                if lead.sample_record_ids.len() < 10 && !lead.sample_record_ids.contains(&id) {
+                    lead.sample_record_ids.push(id);
+                }
             }
+        }
+        if state
+            .cooldown
+            .fire(INCIDENT, &lead.entity, lead.window_start)
+        {
+            out.alerts.push(lead);
+            out.suppressed += count - 1;
+        } else {
+            out.suppressed += count;
         }
     }
 
@@ -199,7 +243,18 @@ impl Engine {
                 alerts.extend(detector.observe(entity, v, start, end, id.clone()));
             }
         }
-        self.admit(state, alerts, out);
+        if on_time {
+            if !alerts.is_empty() {
+                state
+                    .pending
+                    .entry(start.timestamp())
+                    .or_default()
+                    .extend(alerts);
+            }
+        } else {
+            // Its window is closed: nothing else will join this finding.
+            self.admit(state, alerts, out);
+        }
         on_time
     }
 
@@ -257,6 +312,7 @@ impl Engine {
             );
             out.predictions.push(prediction);
             alerts.extend(volume_alert);
+            alerts.extend(state.pending.remove(&next.timestamp()).unwrap_or_default());
             self.admit(state, alerts, out);
             next += width;
             state.closed_until = Some(next);
@@ -413,6 +469,8 @@ mod tests {
             );
             e.observe(&mut s, "st-001", &r, &mut out);
         }
+        assert!(out.alerts.is_empty(), "held until the window closes");
+        e.close(&mut s, "st-001", t0 + Duration::minutes(10), &mut out);
         assert_eq!(out.alerts.len(), 1);
         assert_eq!(out.alerts[0].rule.as_deref(), Some("temperature_high"));
         assert_eq!(out.suppressed, 4);

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Alert, Severity};
+use crate::stats::poisson_tail;
 use crate::window::ClosedWindow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,17 +34,36 @@ pub struct RateConfig {
     pub k: f64,
     pub min_rate: f64,
     pub min_count: u64,
+    /// The window's bad count must also be this unlikely under the baseline
+    /// (Poisson tail probability): a handful of errors in a small window is
+    /// noise, not an incident. Bounds false alerts per clean window.
+    #[serde(default = "default_max_p_value")]
+    pub max_p_value: f64,
+    /// Rate assumed before a baseline exists, and the floor of the rate the
+    /// significance test assumes (a learned 0 % would make any error "significant").
+    #[serde(default = "default_prior_rate")]
+    pub prior_rate: f64,
     pub alpha: f64,
     /// Rate at or above which the alert is critical (else warning).
     pub critical_rate: f64,
+}
+
+fn default_max_p_value() -> f64 {
+    1e-5
+}
+
+fn default_prior_rate() -> f64 {
+    0.02
 }
 
 impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
             k: 3.0,
-            min_rate: 0.05,
+            min_rate: 0.10,
             min_count: 20,
+            max_p_value: default_max_p_value(),
+            prior_rate: default_prior_rate(),
             alpha: 0.1,
             critical_rate: 0.25,
         }
@@ -112,7 +132,12 @@ impl RateDetector {
         };
         let baseline = baselines.get(entity).copied();
         let threshold = cfg.min_rate.max(cfg.k * baseline.unwrap_or(0.0));
-        if rate >= threshold {
+        let p0 = baseline
+            .unwrap_or(cfg.prior_rate)
+            .max(cfg.prior_rate)
+            .min(0.99);
+        let unlikely = poisson_tail(bad, total as f64 * p0) <= cfg.max_p_value;
+        if rate >= threshold && unlikely {
             let severity = if rate >= cfg.critical_rate {
                 Severity::Critical
             } else {
@@ -188,6 +213,23 @@ mod tests {
         assert!(b < 0.02, "baseline {b}");
         // too few records: no alert even at 100 %
         assert!(run(&mut det, &mut rng, 1001, 1.0, 5).is_none());
+    }
+
+    #[test]
+    fn small_noisy_windows_stay_quiet() {
+        // 0 alerts over 2,000 windows of 25–60 records at 3 % errors: a few
+        // errors in a small window are not significant.
+        let mut det = RateDetector::new(RateConfig::default());
+        let mut rng = Rng::new(9);
+        let fp = (0..2000)
+            .filter(|&i| {
+                let n = 25 + rng.below(36);
+                run(&mut det, &mut rng, i, 0.03, n).is_some()
+            })
+            .count();
+        assert_eq!(fp, 0);
+        // while a burst to 40 % in a 40-record window is found
+        assert!(run(&mut det, &mut rng, 2000, 0.40, 40).is_some());
     }
 
     #[test]

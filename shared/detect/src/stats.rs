@@ -35,6 +35,27 @@ impl EwmaVar {
     }
 }
 
+/// `P(X ≥ k)` for `X ~ Poisson(lambda)`, summed from the tail term in log
+/// space (no `1 − CDF` cancellation for tiny probabilities).
+pub fn poisson_tail(k: u64, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    let ln_fact: f64 = (1..=k).map(|i| (i as f64).ln()).sum();
+    let mut term = (-lambda + k as f64 * lambda.ln() - ln_fact).exp();
+    let mut sum = 0.0;
+    let mut i = k;
+    while term > sum * 1e-12 && i < k + 10_000 {
+        sum += term;
+        i += 1;
+        term *= lambda / i as f64;
+    }
+    sum.min(1.0)
+}
+
 /// Maps a |z| score into `[0, 1]`: 0 at z = 0, 0.5 at the threshold, → 1.
 pub fn score(z_abs: f64, threshold: f64) -> f64 {
     if !z_abs.is_finite() {
@@ -47,6 +68,22 @@ pub fn score(z_abs: f64, threshold: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poisson_tail_matches_known_values() {
+        assert_eq!(poisson_tail(0, 3.0), 1.0);
+        // P(X >= 1 | 2) = 1 - e^-2
+        assert!((poisson_tail(1, 2.0) - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
+        // P(X >= 5 | 0.75) ≈ 8.4e-4 (1 − Σ_{i<5})
+        let direct: f64 = 1.0
+            - (0..5)
+                .map(|i| {
+                    (-0.75f64).exp() * 0.75f64.powi(i) / (1..=i).product::<i32>().max(1) as f64
+                })
+                .sum::<f64>();
+        assert!((poisson_tail(5, 0.75) - direct).abs() < 1e-9);
+        assert!(poisson_tail(27, 1.2) < 1e-20 && poisson_tail(27, 1.2) > 0.0);
+    }
 
     #[test]
     fn early_samples_match_plain_mean() {

@@ -63,6 +63,21 @@ impl LocalStack {
         self.dir.path()
     }
 
+    /// Stops the broker (to test what happens while it is away).
+    pub fn stop_broker(&mut self) {
+        self.tansu.stop();
+    }
+
+    /// Starts the broker again on the same port and re-creates the pipeline
+    /// topics (Tansu's storage is in memory, so it comes back empty).
+    pub async fn restart_broker(&mut self) -> Result<()> {
+        let port = self.tansu.port();
+        self.tansu.stop();
+        self.tansu = services::start_tansu_on(self.dir.path(), port, Lifetime::TiedToParent)?;
+        apply_local_catalog(&self.bootstrap_servers()).await?;
+        Ok(())
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.tansu.port())
     }

@@ -89,6 +89,12 @@ fn find_binary(env_var: &str, candidates: &[PathBuf], name: &str, hint: &str) ->
 
 /// Starts Tansu with in-memory storage (FACTS.md: needs the dynostore feature).
 pub fn start_tansu(dir: &Path, lifetime: Lifetime) -> Result<Service> {
+    start_tansu_on(dir, free_port()?, lifetime)
+}
+
+/// Starts Tansu on a given port (a restart keeps the address clients know).
+/// Its storage is in memory: a restarted broker starts empty.
+pub fn start_tansu_on(dir: &Path, port: u16, lifetime: Lifetime) -> Result<Service> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -99,7 +105,6 @@ pub fn start_tansu(dir: &Path, lifetime: Lifetime) -> Result<Service> {
         "run `make tools` to install it",
     )?;
     std::fs::create_dir_all(dir)?;
-    let port = free_port()?;
     let url = format!("tcp://127.0.0.1:{port}");
     let mut cmd = Command::new(bin);
     cmd.args([
