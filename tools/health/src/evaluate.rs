@@ -14,7 +14,8 @@
 //! 2. the committed offset went back between two samples → REWIND;
 //! 3. no commit seen for longer than the window (now − last commit > window)
 //!    → STOP;
-//! 4. commits were seen but the offset never moved → STALL;
+//! 4. commits were seen but the offset never moved (neither the Kafka
+//!    commit nor the outside record's offset) → STALL;
 //! 5. the offset moved but the lag never decreased between samples → WARN;
 //! 6. otherwise (the lag is shrinking) → OK.
 //!
@@ -39,6 +40,9 @@ pub struct Sample {
     /// When an outside record says the group last committed on this
     /// partition, if there is one (may be before the window).
     pub commit_seen_at: Option<DateTime<Utc>>,
+    /// The next offset that outside record says the group will read. When
+    /// it moves, the group is progressing even if its Kafka commit lags.
+    pub recorded_offset: Option<i64>,
 }
 
 impl Sample {
@@ -145,7 +149,10 @@ fn status(
     if last_commit.is_none_or(|t| now - t > window) {
         return Status::Stop;
     }
-    let moved = pairs().any(|(a, b)| a.position() != b.position());
+    let moved = pairs().any(|(a, b)| {
+        a.position() != b.position()
+            || matches!((a.recorded_offset, b.recorded_offset), (Some(x), Some(y)) if x != y)
+    });
     if !moved {
         return Status::Stall;
     }
@@ -200,6 +207,7 @@ mod tests {
                 log_start: 0,
                 log_end,
                 commit_seen_at: None,
+                recorded_offset: None,
             })
             .collect()
     }
@@ -279,6 +287,18 @@ mod tests {
         let v = evaluate(&s).unwrap();
         assert_eq!(v.status, Status::Stall);
         assert_eq!(v.seconds_since_last_commit, Some(0.0));
+    }
+
+    #[test]
+    fn recorded_progress_while_the_kafka_commit_sits_is_not_stall() {
+        // ingest_progress advances (ingest handles batches) but the Kafka
+        // commit has not moved yet: progressing, lag not falling, WARN.
+        let mut s = series(&[(Some(8), 20), (Some(8), 20), (Some(8), 20)]);
+        for (i, x) in s.iter_mut().enumerate() {
+            x.commit_seen_at = Some(t(i as i64));
+            x.recorded_offset = Some(9 + i as i64);
+        }
+        assert_eq!(evaluate(&s).unwrap().status, Status::Warn);
     }
 
     #[test]

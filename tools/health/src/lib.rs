@@ -169,8 +169,8 @@ pub async fn check(
             let ends = known_ends.clone();
             blocking(move || observe(&broker, &plan, &ends)).await?
         };
-        let commit_times = match database {
-            Some(db) => match read_commit_times(db, &group_names, observation.at).await {
+        let recorded = match database {
+            Some(db) => match read_recorded_progress(db, &group_names, observation.at).await {
                 Ok(t) => t,
                 Err(e) => {
                     note_once(&mut notes, e.to_string());
@@ -189,7 +189,7 @@ pub async fn check(
                 let Some(bounds) = observation.bounds.get(key) else {
                     continue;
                 };
-                let seen = commit_times
+                let recorded = recorded
                     .get(&(group.clone(), key.0.clone(), key.1))
                     .copied();
                 series
@@ -202,7 +202,8 @@ pub async fn check(
                         committed: *offset,
                         log_start: bounds.start,
                         log_end: bounds.end,
-                        commit_seen_at: seen,
+                        commit_seen_at: recorded.map(|r| r.at),
+                        recorded_offset: recorded.map(|r| r.next_offset),
                     });
             }
         }
@@ -351,16 +352,16 @@ fn observe(
     })
 }
 
-async fn read_commit_times(
+async fn read_recorded_progress(
     db: &Database,
     groups: &[String],
     at: DateTime<Utc>,
-) -> Result<BTreeMap<(String, String, i32), DateTime<Utc>>, HealthError> {
+) -> Result<BTreeMap<(String, String, i32), postgres::RecordedProgress>, HealthError> {
     let client = db
         .client()
         .await
         .map_err(|e| HealthError::Database(e.to_string()))?;
-    postgres::commit_times(&client, groups, at).await
+    postgres::recorded_progress(&client, groups, at).await
 }
 
 async fn read_freshness(db: &Database) -> Result<Vec<IngestFreshness>, HealthError> {

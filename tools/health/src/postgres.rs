@@ -50,17 +50,25 @@ pub async fn freshness(client: &Client) -> Result<Vec<IngestFreshness>, HealthEr
         .collect()
 }
 
-/// When each (group, topic, partition) last recorded progress, on our
-/// clock: `observed_at` minus the age the database computes (so a skewed
-/// database clock does not matter).
-pub async fn commit_times(
+/// A group's progress on one partition as `ingest_progress` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedProgress {
+    /// On our clock: `observed_at` minus the age the database computes (so
+    /// a skewed database clock does not matter).
+    pub at: DateTime<Utc>,
+    /// `last_offset + 1`, comparable with a Kafka commit.
+    pub next_offset: i64,
+}
+
+/// The recorded progress of `groups`, by (group, topic, partition).
+pub async fn recorded_progress(
     client: &Client,
     groups: &[String],
     observed_at: DateTime<Utc>,
-) -> Result<BTreeMap<(String, String, i32), DateTime<Utc>>, HealthError> {
+) -> Result<BTreeMap<(String, String, i32), RecordedProgress>, HealthError> {
     let rows = client
         .query(
-            "SELECT consumer_group, topic, kafka_partition,
+            "SELECT consumer_group, topic, kafka_partition, last_offset,
                     (EXTRACT(EPOCH FROM (now() - updated_at)) * 1000)::int8
                FROM ingest_progress
               WHERE consumer_group = ANY($1)",
@@ -70,14 +78,18 @@ pub async fn commit_times(
         .map_err(|e| HealthError::Database(e.to_string()))?;
     let mut out = BTreeMap::new();
     for r in &rows {
-        let age_ms: i64 = r.try_get(3).map_err(db)?;
+        let last_offset: i64 = r.try_get(3).map_err(db)?;
+        let age_ms: i64 = r.try_get(4).map_err(db)?;
         out.insert(
             (
                 r.try_get(0).map_err(db)?,
                 r.try_get(1).map_err(db)?,
                 r.try_get(2).map_err(db)?,
             ),
-            observed_at - TimeDelta::milliseconds(age_ms.max(0)),
+            RecordedProgress {
+                at: observed_at - TimeDelta::milliseconds(age_ms.max(0)),
+                next_offset: last_offset.saturating_add(1),
+            },
         );
     }
     Ok(out)

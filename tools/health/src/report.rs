@@ -145,7 +145,9 @@ impl HealthReport {
             "consumer groups ({} samples over {window}, Burrow's rules)",
             self.samples
         );
-        out.push_str(&table(&rows));
+        if rows.len() > 1 {
+            out.push_str(&table(&rows));
+        }
         for g in &self.groups {
             let _ = write!(
                 out,
@@ -241,6 +243,7 @@ mod tests {
             log_start: 0,
             log_end: end,
             commit_seen_at: None,
+            recorded_offset: None,
         }
     }
 
