@@ -152,7 +152,7 @@ pub async fn check(
         })
         .await?
     };
-    let mut notes = plan.notes.clone();
+    let mut notes = Vec::new();
 
     // series[group][(topic, partition)] = samples, oldest first
     let mut series: BTreeMap<String, BTreeMap<PartitionKey, Vec<Sample>>> = BTreeMap::new();
@@ -269,7 +269,6 @@ struct Plan {
     partitions: BTreeMap<String, Vec<PartitionKey>>,
     /// Per group: topics it should read that the broker does not have.
     missing: BTreeMap<String, Vec<String>>,
-    notes: Vec<String>,
 }
 
 fn plan(broker: &Broker, specs: &[GroupSpec]) -> Result<Plan, HealthError> {
