@@ -1,11 +1,14 @@
 //! Pipeline health against a real broker and database: a consumer group
 //! that stops part-way is STOP with the exact lag, one whose commits keep
-//! coming without progress is STALL, and one that catches up is OK.
+//! coming without progress is STALL, and one that catches up is OK; after a
+//! real ingest run the pipeline's own groups, freshness and DLQ add up.
 
 use std::time::Duration;
 
+use ingest::IngestConfig;
 use logpipe_devstack::create_topics;
 use logpipe_health::{EXIT_ERROR, EXIT_OK, GroupSpec, HealthOptions, HealthReport, Status, check};
+use logpipe_kafka::event::EventSource;
 use logpipe_kafka::rdkafka::ClientConfig;
 use logpipe_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use logpipe_postgres::{Database, DbSettings};
@@ -60,9 +63,13 @@ fn options() -> HealthOptions {
 }
 
 async fn health(stack: &LocalStack, db: &Database) -> HealthReport {
+    health_with(stack, db, &options()).await
+}
+
+async fn health_with(stack: &LocalStack, db: &Database, options: &HealthOptions) -> HealthReport {
     let mut kafka = ClientConfig::new();
     kafka.set("bootstrap.servers", stack.bootstrap_servers());
-    let report = check(&kafka, Some(db), &options()).await.unwrap();
+    let report = check(&kafka, Some(db), options).await.unwrap();
     eprintln!("{}", report.render_table());
     report
 }
@@ -173,4 +180,75 @@ async fn stopped_then_stalled_then_caught_up() {
     assert_eq!((p.committed, p.log_end, p.lag), (Some(RECORDS), RECORDS, 0));
     assert_eq!(report.exit_code(), EXIT_OK);
     assert!(report.all_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_groups_after_a_real_ingest_run() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let db = Database::new(
+        DbSettings::from_url(&stack.database_url(), "health-test"),
+        None,
+    )
+    .unwrap();
+    let mut input: Vec<Produce> = every_format().into_iter().map(|(p, _)| p).collect();
+    let poison = poison();
+    input.extend(poison.iter().map(|(p, _)| p.clone()));
+    produce(&bootstrap, "log-ingestion", &input).await.unwrap();
+
+    // The ingest mapping's group reads everything and commits; the ingest
+    // handler stores it, dead-letters the poison and forwards the rest to
+    // log-processing, where nobody consumes (detect is not running).
+    let records = consume(&bootstrap, "log-ingestion", "logpipe-ingest", input.len())
+        .await
+        .unwrap();
+    let handler = ingestor(
+        &stack,
+        IngestConfig {
+            message_timeout: Duration::from_secs(10),
+            ..IngestConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let outcome = invoke(
+        &handler,
+        &event(&records, EventSource::SelfManaged, &bootstrap),
+    )
+    .await
+    .expect("ingest succeeds");
+    let forwarded = outcome.summary.records_forwarded as i64;
+    assert!(forwarded > 0, "{outcome:?}");
+
+    let report = health_with(&stack, &db, &HealthOptions::default()).await;
+    let ingest = report.group("logpipe-ingest").unwrap();
+    assert_eq!(ingest.status, Status::Ok);
+    assert_eq!(ingest.total_lag, 0);
+    // Nothing ever committed on log-processing while records wait: STOP,
+    // with every forwarded record as lag (ingest's producer batches them, so
+    // this also checks the log end is read past Tansu's watermark).
+    let detect = report.group("logpipe-detect").unwrap();
+    assert_eq!(detect.status, Status::Stop);
+    assert_eq!(detect.total_lag, forwarded);
+    assert_eq!(report.exit_code(), EXIT_ERROR);
+
+    // Freshness: one progress row per partition ingest handled, agreeing
+    // with the group's Kafka commit there.
+    let fresh = report.ingest_freshness.as_ref().unwrap();
+    assert!(!fresh.is_empty());
+    for row in fresh {
+        assert_eq!(row.group, "logpipe-ingest");
+        let committed = ingest
+            .partitions
+            .iter()
+            .find(|p| p.topic == row.topic && p.partition == row.partition)
+            .and_then(|p| p.committed);
+        assert_eq!(committed, Some(row.last_offset + 1), "{row:?}");
+    }
+    let dlq = report
+        .dlq
+        .iter()
+        .find(|d| d.topic == "log-ingestion.dlq")
+        .unwrap();
+    assert_eq!(dlq.records, poison.len() as i64);
 }
