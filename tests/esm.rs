@@ -629,3 +629,67 @@ async fn batches_never_exceed_the_batch_size_or_six_megabytes() {
     .await;
     mapping.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_a_hung_invocation_commits_what_was_done_and_nothing_more() {
+    let (_stack, bootstrap) = stack_with_topics().await;
+    const COUNT: usize = 50;
+    produce(&bootstrap, TOPIC, &numbered(0, COUNT))
+        .await
+        .unwrap();
+
+    // The first call succeeds; every later one never answers.
+    let calls: Calls = Default::default();
+    let target = {
+        let calls = calls.clone();
+        let inner = Arc::new(recording_function(
+            calls.clone(),
+            bootstrap.clone(),
+            |_, _| ok(),
+        ));
+        move |event: Value| {
+            let first = calls.lock().unwrap().is_empty();
+            let inner = inner.clone();
+            async move {
+                if first {
+                    inner.invoke(event).await
+                } else {
+                    std::future::pending().await
+                }
+            }
+        }
+    };
+    let mut c = config("esm-hung");
+    c.batch_size = 20;
+    let mapping = start(c, &bootstrap, target);
+    wait_for("the second invocation", || mapping.stats().invocations >= 2).await;
+    let stats = mapping.stop().await.expect("the stop returns");
+    let done = accepted(&calls_of(&calls));
+    assert_eq!(done.len(), stats.records_delivered as usize);
+    assert!(!done.is_empty() && done.len() <= 20);
+    let ends = assert_contiguous_once(&done);
+    assert_eq!(committed_in_stats(&stats), ends, "only the finished batch");
+    assert_eq!(committed_on_broker(&bootstrap, "esm-hung"), ends);
+
+    // The abandoned batch comes again, from exactly the commits.
+    let later: Calls = Default::default();
+    let target = recording_function(later.clone(), bootstrap.clone(), |_, _| ok());
+    let mapping = start(config("esm-hung"), &bootstrap, target);
+    wait_for("the rest", || {
+        done.len() + accepted(&calls_of(&later)).len() >= COUNT
+    })
+    .await;
+    let rest = accepted(&calls_of(&later));
+    for (partition, offsets) in by_partition(&rest) {
+        assert_eq!(offsets[0], ends.get(&partition).copied().unwrap_or(0));
+    }
+    let mut all = done.clone();
+    all.extend(rest);
+    let final_ends = assert_contiguous_once(&all);
+    assert_eq!(
+        final_ends.values().sum::<i64>(),
+        COUNT as i64,
+        "every record counted"
+    );
+    mapping.stop().await.unwrap();
+}

@@ -278,7 +278,9 @@ async fn health(args: &[String]) -> Result<()> {
 /// --endpoint, on the local stack's broker unless --bootstrap or
 /// KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_* security variables) say otherwise.
 async fn esm(args: &[String]) -> Result<()> {
-    let root = workspace_root();
+    let root = workspace_root()
+        .canonicalize()
+        .unwrap_or_else(|_| workspace_root());
     let mut template = None;
     let mut config_file = None;
     let mut endpoint = "http://127.0.0.1:9000".to_string();

@@ -222,6 +222,91 @@ mod tests {
         ));
     }
 
+    /// A one-shot HTTP server that checks the request and gives a canned answer.
+    async fn serve_once(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap();
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (endpoint, server)
+    }
+
+    #[tokio::test]
+    async fn the_invoke_api_is_called_over_http() {
+        let (endpoint, server) = serve_once(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 24\r\n\r\n{\"batchItemFailures\":[]}",
+        )
+        .await;
+        let invoker = HttpInvoker::new(&endpoint, "ingest").unwrap();
+        let answer = invoker
+            .invoke(serde_json::json!({"eventSource": "SelfManagedKafka"}))
+            .await
+            .unwrap();
+        assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("POST /2015-03-31/functions/ingest/invocations HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.ends_with("{\"eventSource\":\"SelfManagedKafka\"}"),
+            "{request}"
+        );
+
+        // cargo lambda watch's answer to a failed function.
+        let body = r#"{"errorType":"RetryBatch","errorMessage":"3 records must be retried"}"#;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let (endpoint, server) = serve_once(answer).await;
+        let error = HttpInvoker::new(&endpoint, "ingest")
+            .unwrap()
+            .invoke(serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            InvokeError::function("RetryBatch", "3 records must be retried")
+        );
+        server.await.unwrap();
+
+        // Nobody listening: unavailable, not a function error.
+        let closed = HttpInvoker::new(&endpoint, "ingest").unwrap();
+        assert!(matches!(
+            closed.invoke(serde_json::json!({})).await,
+            Err(InvokeError::Unavailable(_))
+        ));
+    }
+
     #[test]
     fn endpoints_become_invoke_paths() {
         let i = HttpInvoker::new("http://127.0.0.1:9000", "ingest").unwrap();

@@ -23,6 +23,9 @@ use crate::batch::EventSize;
 use crate::config::{MAX_PAYLOAD_BYTES, MappingConfig};
 use crate::invoke::{Invoke, InvokeError};
 
+/// How long a stop waits for an invocation in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// `(topic, partition)`.
 pub type PartitionKey = (String, i32);
 
@@ -121,8 +124,9 @@ impl MappingHandle {
         self.task.is_finished()
     }
 
-    /// Stops after the batch in hand (a pending retry is abandoned, not
-    /// committed), commits what was processed and returns the final counters.
+    /// Stops: an invocation in flight gets a few seconds to finish (and be
+    /// committed), a pending retry or a batch being gathered is abandoned
+    /// uncommitted (delivered again next time); returns the final counters.
     pub async fn stop(self) -> Result<StatsSnapshot, EsmError> {
         let _ = self.shutdown.send(true);
         match self.task.await {
@@ -325,7 +329,7 @@ impl<I: Invoke> Runner<I> {
             };
             let received = tokio::select! {
                 biased;
-                _ = self.shutdown.wait_for(|stop| *stop) => return Gathered::Shutdown,
+                () = stopped(&mut self.shutdown) => return Gathered::Shutdown,
                 m = self.consumer.recv() => m.map(|m| EventRecord::from_message(&m)),
                 () = window => return Gathered::Batch(batch),
             };
@@ -397,7 +401,12 @@ impl<I: Invoke> Runner<I> {
                 &batch,
             );
             self.stats.add(|s| &s.invocations, 1);
-            let error = match self.invoker.invoke(event).await {
+            tracing::debug!(mapping = %self.config.describe(), records = batch.len(), "invoking the function");
+            let Some(result) = self.invoke(event).await else {
+                tracing::warn!(mapping = %self.config.describe(), records = batch.len(), "stopped with an invocation in flight: its batch is not committed and will be delivered again");
+                return Ok(Flow::Shutdown);
+            };
+            let error = match result {
                 Ok(response) => match self.reported_failures(&response, &batch) {
                     Ok(failures) => return self.finish(batch, failures, started).await,
                     Err(e) => e,
@@ -439,6 +448,20 @@ impl<I: Invoke> Runner<I> {
                 return Ok(Flow::Shutdown);
             }
         }
+    }
+
+    /// Invokes the function. On a stop, an invocation in flight gets
+    /// [`SHUTDOWN_GRACE`] to finish so its result is committed, but a
+    /// function that hangs (or a `cargo lambda watch` that is recompiling)
+    /// is not waited for: `None`.
+    async fn invoke(&mut self, event: Value) -> Option<Result<Value, InvokeError>> {
+        let invocation = self.invoker.invoke(event);
+        tokio::pin!(invocation);
+        tokio::select! {
+            r = &mut invocation => return Some(r),
+            () = stopped(&mut self.shutdown) => {}
+        }
+        tokio::time::timeout(SHUTDOWN_GRACE, invocation).await.ok()
     }
 
     /// With `ReportBatchItemFailures`, the first unprocessed offset of each
@@ -712,10 +735,17 @@ impl<I: Invoke> Runner<I> {
     }
 }
 
+/// Resolves once a stop is asked for (or the handle is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender was dropped: nobody can stop us any more
+    // but nobody reads the results either, so stop too.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 /// Sleeps unless asked to stop.
 async fn pause(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> Flow {
     tokio::select! {
-        _ = shutdown.wait_for(|stop| *stop) => Flow::Shutdown,
+        () = stopped(shutdown) => Flow::Shutdown,
         () = tokio::time::sleep(delay) => Flow::Continue,
     }
 }
