@@ -693,3 +693,87 @@ async fn a_stop_with_a_hung_invocation_commits_what_was_done_and_nothing_more() 
     );
     mapping.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_in_one_group_share_the_partitions_and_lose_nothing() {
+    let (_stack, bootstrap) = stack_with_topics().await;
+    const FIRST: usize = 150;
+    const MORE: usize = 150;
+    produce(&bootstrap, TOPIC, &numbered(0, FIRST))
+        .await
+        .unwrap();
+    let (calls_a, calls_b): (Calls, Calls) = Default::default();
+    let a = start(
+        config("esm-shared"),
+        &bootstrap,
+        recording_function(calls_a.clone(), bootstrap.clone(), |_, _| ok()),
+    );
+    wait_for("the first runner to deliver", || {
+        !calls_of(&calls_a).is_empty()
+    })
+    .await;
+    // A second member joins: the group rebalances while records flow.
+    let b = start(
+        config("esm-shared"),
+        &bootstrap,
+        recording_function(calls_b.clone(), bootstrap.clone(), |_, _| ok()),
+    );
+    // Records keep coming until the new member has taken some partitions.
+    let mut produced = FIRST;
+    let deadline = Instant::now() + WAIT;
+    while calls_of(&calls_b).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the second member never got a partition"
+        );
+        produce(&bootstrap, TOPIC, &numbered(produced, 10))
+            .await
+            .unwrap();
+        produced += 10;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    produce(&bootstrap, TOPIC, &numbered(produced, MORE))
+        .await
+        .unwrap();
+    let total = produced + MORE;
+    let union = || {
+        let mut all = accepted(&calls_of(&calls_a));
+        all.extend(accepted(&calls_of(&calls_b)));
+        all
+    };
+    wait_for("every record delivered", || {
+        let unique: BTreeSet<(i32, i64)> =
+            union().iter().map(|r| (r.partition, r.offset)).collect();
+        unique.len() >= total
+    })
+    .await;
+    // At least once: a record may come twice around the rebalance (to the
+    // member that had it and the one that takes over), and none is missing.
+    let mut unique: Vec<Seen> = union();
+    unique.sort_by_key(|r| (r.partition, r.offset));
+    unique.dedup_by_key(|r| (r.partition, r.offset));
+    let ends = assert_contiguous_once(&unique);
+    assert_eq!(
+        ends.values().sum::<i64>(),
+        total as i64,
+        "every record counted"
+    );
+    for calls in [&calls_a, &calls_b] {
+        for call in calls_of(calls) {
+            for (partition, offsets) in by_partition(&call.records) {
+                assert!(
+                    offsets.windows(2).all(|w| w[1] == w[0] + 1),
+                    "partition {partition} in order within a batch: {offsets:?}"
+                );
+            }
+        }
+    }
+    let bootstrap_for_wait = bootstrap.clone();
+    wait_for("the group's commits reach the end", || {
+        committed_on_broker(&bootstrap_for_wait, "esm-shared") == ends
+    })
+    .await;
+    let (sa, sb) = (a.stop().await.unwrap(), b.stop().await.unwrap());
+    assert!(sa.records_delivered + sb.records_delivered >= total as u64);
+    assert!(sb.records_delivered > 0);
+}

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logpipe_kafka::event::build_event;
-use logpipe_kafka::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use logpipe_kafka::rdkafka::ClientContext;
+use logpipe_kafka::rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use logpipe_kafka::rdkafka::{Offset, TopicPartitionList};
 use logpipe_kafka::{BatchItemFailure, EventRecord, KafkaSettings, OutMessage, Publisher};
 use serde_json::Value;
@@ -212,10 +215,49 @@ pub async fn run_mapping<I: Invoke>(
     result
 }
 
+/// Partitions revoked by a rebalance, for the runner to forget: another
+/// member may move them on, so what this one expected of them is stale.
+struct RebalanceWatch {
+    mapping: String,
+    revoked: Mutex<Vec<PartitionKey>>,
+}
+
+impl ClientContext for RebalanceWatch {}
+
+impl ConsumerContext for RebalanceWatch {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let keys: Vec<PartitionKey> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::info!(mapping = %self.mapping, partitions = ?keys, "partitions revoked");
+            match self.revoked.lock() {
+                Ok(mut r) => r.extend(keys),
+                Err(poisoned) => poisoned.into_inner().extend(keys),
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let keys: Vec<String> = list
+                .elements()
+                .iter()
+                .map(|e| format!("{}-{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(mapping = %self.mapping, partitions = ?keys, "partitions assigned");
+        }
+    }
+}
+
+type MappingConsumer = StreamConsumer<RebalanceWatch>;
+
 fn create_consumer(
     config: &MappingConfig,
     kafka: &KafkaSettings,
-) -> Result<StreamConsumer, EsmError> {
+) -> Result<MappingConsumer, EsmError> {
     let mut client = kafka.client_config(None).map_err(|e| EsmError::Kafka {
         mapping: config.describe(),
         detail: e.to_string(),
@@ -232,8 +274,12 @@ fn create_consumer(
         // A batch may be retried (not polled) for a long time, and a first
         // `cargo lambda watch` invoke compiles: do not leave the group.
         .set("max.poll.interval.ms", "86400000");
+    let context = RebalanceWatch {
+        mapping: config.describe(),
+        revoked: Mutex::new(Vec::new()),
+    };
     client
-        .create()
+        .create_with_context(context)
         .map_err(|e| kafka_error(config, "creating the consumer", e))
 }
 
@@ -271,7 +317,7 @@ struct Position {
 struct Runner<I> {
     config: MappingConfig,
     bootstrap_servers: String,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<MappingConsumer>,
     invoker: I,
     publisher: Option<Publisher>,
     stats: MappingStats,
@@ -365,6 +411,7 @@ impl<I: Invoke> Runner<I> {
     /// Drops records already delivered (a redelivery below the position) and
     /// anything fetched before a seek.
     fn accept(&mut self, record: &EventRecord) -> bool {
+        self.forget_revoked();
         let key = key_of(record);
         if let Some(p) = self.positions.get(&key) {
             let stale = if p.exact {
@@ -385,6 +432,20 @@ impl<I: Invoke> Runner<I> {
             },
         );
         true
+    }
+
+    fn forget_revoked(&mut self) {
+        let revoked: Vec<PartitionKey> = match self.consumer.context().revoked.lock() {
+            Ok(mut r) => r.drain(..).collect(),
+            Err(poisoned) => poisoned.into_inner().drain(..).collect(),
+        };
+        for key in revoked {
+            self.positions.remove(&key);
+            self.streaks.remove(&key);
+            if self.carry.as_ref().is_some_and(|c| key_of(c) == key) {
+                self.carry = None;
+            }
+        }
     }
 
     /// Invokes the function with the batch until it succeeds, or its retries
@@ -475,6 +536,12 @@ impl<I: Invoke> Runner<I> {
     ) -> Result<BTreeMap<PartitionKey, i64>, InvokeError> {
         let mut failures = BTreeMap::new();
         if !self.config.report_batch_item_failures {
+            if response["batchItemFailures"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+            {
+                tracing::warn!(mapping = %self.config.describe(), "the function reported batch item failures, but the mapping lacks ReportBatchItemFailures: ignored, as AWS does (the records count as processed)");
+            }
             return Ok(failures);
         }
         let list = match response.get("batchItemFailures") {
