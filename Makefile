@@ -22,6 +22,7 @@ help:
 	@echo "make deploy-smoke  cargo lambda deploy of every function into moto's Lambda (CI smoke test)"
 	@echo "make bench    benchmarks (RESULT lines)"
 	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
+	@echo "make esm      local Kafka event source mappings into cargo lambda watch (Ctrl-C stops)"
 	@echo "make backtest score a history offline with the detectors (INPUT=file.csv|.jsonl ARGS=...)"
 
 tools:
@@ -98,6 +99,13 @@ env:
 #   make topics KAFKA_BOOTSTRAP_SERVERS=b-1...:9096 TOPICS_ARGS="--replication-factor 3"
 topics:
 	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- topics $(TOPICS_ARGS)
+
+# Local Kafka event source mappings (infra/template.yaml, else
+# infra/local-mappings.json) feeding functions served by
+#   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port 9000
+# until Ctrl-C, e.g. make esm ESM_ARGS="--endpoint http://127.0.0.1:9001"
+esm:
+	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- esm $(ESM_ARGS)
 
 # Consumer-group lag and status (Burrow's rules), ingest freshness, DLQ
 # counts; exit 0 when every group is OK (3 WARN, 4 STOP/STALL/REWIND), e.g.
