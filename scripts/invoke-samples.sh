@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Invokes the ingest function locally with every sample event in
+# Invokes the ingest, detect and produce functions locally with every sample
+# event in events/ingest, events/detect and events/produce; for ingest,
 # events/ingest/ and checks its summary against <name>.expected.json.
 #
 #   scripts/invoke-samples.sh            (what `make invoke` runs)
@@ -107,8 +108,9 @@ for f in events/ingest/*.json; do
 done
 [ ${#samples[@]} -gt 0 ] || die "no sample events in events/ingest/ (run python3 events/ingest/generate.py)"
 
-say "emptying logs and ingest_progress"
-psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'TRUNCATE logs, ingest_progress' >/dev/null \
+say "emptying logs, ingest_progress and the detect tables"
+psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 \
+  -c 'TRUNCATE logs, ingest_progress, detect_entity_state, detect_clock, detect_outbox' >/dev/null \
   || die "cannot truncate the tables (is the stack up and migrated?)"
 
 # 3. The function under cargo lambda watch, in its own process group.
@@ -203,6 +205,50 @@ PY
   fi
 done
 
+# 4b. The detect function, samples in name order (the expected counts assume
+# empty detect tables before the first).
+for f in events/detect/*.json; do
+  case "$f" in *.expected.json) continue ;; esac
+  name=$(basename "$f")
+  expected="${f%.json}.expected.json"
+  out="$work/detect-${name%.json}.response.json"
+  invoke_rc=0
+  timeout "$invoke_timeout" cargo lambda invoke detect \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --output-format json --data-file "$f" >"$out" 2>&1 &
+  invoke_pid=$!
+  wait "$invoke_pid" || invoke_rc=$?
+  invoke_pid=""
+  if ! python3 - "$name" "$out" "$expected" "$invoke_rc" <<'PY'
+import json, sys
+name, out, expected, rc = sys.argv[1:5]
+text = open(out, encoding="utf-8", errors="replace").read()
+exp = json.load(open(expected, encoding="utf-8"))
+try:
+    resp = json.loads(text)
+except ValueError:
+    print(f"FAIL detect {name}: not JSON (exit {rc}): {text[:500]}")
+    sys.exit(1)
+summary = resp.get("summary") or {}
+problems = [f"{k}: expected {json.dumps(v)}, got {json.dumps(summary.get(k))}"
+            for k, v in exp.items() if summary.get(k) != v]
+if resp.get("batchItemFailures") != []:
+    problems.append(f"batchItemFailures: {json.dumps(resp.get('batchItemFailures'))}")
+line = (f"{summary.get('records_in')} in, {summary.get('records_processed')} processed, "
+        f"{summary.get('records_dead_lettered')} dead-lettered, {summary.get('alerts_new')} alerts, "
+        f"{summary.get('predictions_new')} predictions")
+if problems:
+    print(f"FAIL detect {name}: {line}")
+    for p in problems:
+        print(f"    {p}")
+    sys.exit(1)
+print(f"ok detect {name}: {line}")
+PY
+  then
+    failed=1
+  fi
+done
+
 # 5. The produce function: each schedule sample gives its record count (or
 # the named error for the invalid one).
 for f in events/produce/*.json; do
@@ -248,4 +294,4 @@ if [ "$failed" -ne 0 ]; then
   echo "some samples did not give the expected counts (function log: $watch_log)" >&2
   exit 1
 fi
-say "all ${#samples[@]} samples gave the expected counts"
+say "every sample gave the expected counts"

@@ -87,7 +87,109 @@ async fn bench() -> Result<()> {
     println!("RESULT copy_records_per_s={copy:.0}");
     println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
     println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
-    produce_bench(&stack).await
+    produce_bench(&stack).await?;
+    detect_bench(&stack).await
+}
+
+/// The detect handler on a 10,000-record batch of normalized records
+/// (state rows loaded, locked and saved, outbox written and published)
+/// against the bare detection engine on the same records in memory.
+async fn detect_bench(stack: &LocalStack) -> Result<()> {
+    use detect::{DetectConfig, Detector};
+    use logpipe_detect::{Emitted, Engine, entity_of};
+    let config = DetectConfig::default();
+    let db = Database::new(DbSettings::from_url(&stack.database_url(), "bench"), None)?;
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&stack.bootstrap_servers(), "bench-detect"),
+        None,
+        config.message_timeout,
+    )
+    .await?;
+    let detector = Detector::new(config.clone(), db, publisher);
+    detector.check_topics().await;
+    let rows = baseline_rows(&sample_records())?;
+    let first = rows.iter().map(|r| r.event_time).min().unwrap_or_default();
+    // Event times a few days back, one hour later per run: every run closes
+    // windows and finds existing state (as a steady stream would).
+    let base = chrono::Utc::now() - chrono::Duration::days(3);
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    for run in 0..RUNS as i64 {
+        let shift = base - first + chrono::Duration::hours(run);
+        let batch: Vec<LogRecord> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.event_time += shift;
+                r
+            })
+            .collect();
+        let records: Vec<EventRecord> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, r)| EventRecord {
+                topic: "log-processing".into(),
+                partition: (i % PARTITIONS as usize) as i32,
+                offset: run * RECORDS as i64 + (i / PARTITIONS as usize) as i64,
+                timestamp_ms: r.event_time.timestamp_millis(),
+                timestamp_type: "CREATE_TIME",
+                key: None,
+                value: serde_json::to_vec(r).ok(),
+                headers: vec![],
+            })
+            .collect();
+        let event = build_event(EventSource::Msk, &stack.bootstrap_servers(), None, &records);
+        let payload: KafkaEventPayload = serde_json::from_value(event)?;
+        let started = Instant::now();
+        let response = detect::handle(
+            &detector,
+            LambdaEvent::new(payload, LambdaContext::default()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("detect failed: {e}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        let s = &response.summary;
+        if s.records_processed != records.len() {
+            bail!(
+                "detect processed {} of {}",
+                s.records_processed,
+                records.len()
+            );
+        }
+        eprintln!(
+            "detect run {run}: {:.0} ms, {} entities, {} alerts, {} predictions",
+            secs * 1e3,
+            s.entities,
+            s.alerts_new,
+            s.predictions_new
+        );
+        ours.push(records.len() as f64 / secs);
+
+        // The same records through the engine alone (no IO, no JSON).
+        let engine = Engine::new(config.engine.clone());
+        let started = Instant::now();
+        let mut states = std::collections::BTreeMap::new();
+        let mut out = Emitted::default();
+        let mut newest = batch[0].event_time;
+        for r in &batch {
+            let entity = entity_of(r);
+            let state = states
+                .entry(entity.clone())
+                .or_insert_with(|| engine.new_state());
+            engine.observe(state, &entity, r, &mut out);
+            newest = newest.max(r.event_time);
+        }
+        for (entity, state) in states.iter_mut() {
+            engine.close(state, entity, engine.watermark(newest), &mut out);
+        }
+        bare.push(records.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    let ours = median(&mut ours);
+    let bare = median(&mut bare);
+    println!("RESULT detect_records_per_s={ours:.0}");
+    println!("RESULT detect_engine_records_per_s={bare:.0}");
+    println!("RESULT detect_vs_engine={:.2}", ours / bare);
+    Ok(())
 }
 
 /// The produce function's generator + producer against a bare rdkafka send
