@@ -777,3 +777,77 @@ async fn two_runners_in_one_group_share_the_partitions_and_lose_nothing() {
     assert!(sa.records_delivered + sb.records_delivered >= total as u64);
     assert!(sb.records_delivered > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_any_invocation_goes_to_the_failure_topic() {
+    use logpipe_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    let (_stack, bootstrap) = stack_with_topics().await;
+    const HUGE: usize = 7_000_000;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("message.max.bytes", "20000000")
+        .create()
+        .unwrap();
+    // One key: one partition, in this order.
+    let values = [b"before".to_vec(), vec![b'h'; HUGE], b"after".to_vec()];
+    for value in &values {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(TOPIC)
+                    .key("big")
+                    .payload(value.as_slice()),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let calls: Calls = Default::default();
+    let target = recording_function(calls.clone(), bootstrap.clone(), |_, _| ok());
+    let mut c = config("esm-huge");
+    c.on_failure_topic = Some(FAILURES.into());
+    let mapping = start(c, &bootstrap, target);
+    wait_for("the small records and the huge one given up", || {
+        accepted(&calls_of(&calls)).len() == 2 && mapping.stats().records_to_destination == 1
+    })
+    .await;
+    let seen = accepted(&calls_of(&calls));
+    assert_eq!(seen[0].value.as_deref(), Some(&b"before"[..]));
+    assert_eq!(seen[1].value.as_deref(), Some(&b"after"[..]));
+    assert_eq!(
+        seen[1].offset,
+        seen[0].offset + 2,
+        "the huge one in between"
+    );
+    assert!(
+        calls_of(&calls)
+            .iter()
+            .all(|c| c.event_bytes <= MAX_PAYLOAD_BYTES)
+    );
+
+    let dead = consume(&bootstrap, FAILURES, "esm-huge-reader", 1)
+        .await
+        .unwrap();
+    let d = &dead[0];
+    assert_eq!(header(d, "dlq-error-class"), Some("esm_payload_too_large"));
+    assert_eq!(
+        header(d, "dlq-source-offset"),
+        Some((seen[0].offset + 1).to_string().as_str())
+    );
+    assert_eq!(d.key.as_deref(), Some(&b"big"[..]));
+    // Whole, or cut to what the failure topic takes, and then said so.
+    let value = d.value.as_deref().unwrap();
+    assert!(value.iter().all(|b| *b == b'h'));
+    if value.len() < HUGE {
+        assert_eq!(header(d, "dlq-truncated-from"), Some("7000000"));
+    }
+    let partition = seen[0].partition;
+    wait_for("the commit past all three", || {
+        committed_in_stats(&mapping.stats()).get(&partition) == Some(&(seen[1].offset + 1))
+    })
+    .await;
+    let stats = mapping.stop().await.unwrap();
+    assert_eq!(stats.records_delivered, 2);
+    assert_eq!(stats.records_to_destination, 1);
+}

@@ -17,7 +17,9 @@ use logpipe_kafka::rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use logpipe_kafka::rdkafka::{Offset, TopicPartitionList};
-use logpipe_kafka::{BatchItemFailure, EventRecord, KafkaSettings, OutMessage, Publisher};
+use logpipe_kafka::{
+    BatchItemFailure, EventRecord, KafkaSettings, OutMessage, PublishErrorKind, Publisher,
+};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -710,9 +712,18 @@ impl<I: Invoke> Runner<I> {
             let results = publisher.publish_all(builders).await;
             let mut failed = Vec::new();
             for (message, result) in pending.into_iter().zip(results) {
-                if let Err(error) = result {
-                    tracing::warn!(mapping = %self.config.describe(), %topic, %error, "could not publish to the on-failure destination; retrying");
-                    failed.push(message);
+                match result {
+                    Ok(_) => {}
+                    // The broker will never take it whole: keep what fits,
+                    // say so (the project's DLQ convention), and go on.
+                    Err(error) if error.kind() == PublishErrorKind::TooLarge => {
+                        tracing::warn!(mapping = %self.config.describe(), %topic, %error, "the record is too large for the on-failure topic; truncating its value");
+                        failed.push(truncated(message));
+                    }
+                    Err(error) => {
+                        tracing::warn!(mapping = %self.config.describe(), %topic, %error, "could not publish to the on-failure destination; retrying");
+                        failed.push(message);
+                    }
                 }
             }
             pending = failed;
@@ -849,6 +860,23 @@ fn failure_message(
         payload: record.value.clone(),
         headers,
     }
+}
+
+/// Values kept when a given-up record is too large for the failure topic
+/// (what ingest keeps of a dead-lettered value).
+const TRUNCATED_VALUE_BYTES: usize = 900_000;
+
+fn truncated(mut message: OutMessage) -> OutMessage {
+    if let Some(value) = &mut message.payload
+        && value.len() > TRUNCATED_VALUE_BYTES
+    {
+        message.headers.push((
+            "dlq-truncated-from".into(),
+            value.len().to_string().into_bytes(),
+        ));
+        value.truncate(TRUNCATED_VALUE_BYTES);
+    }
+    message
 }
 
 /// First and last offset of each partition in the batch.
