@@ -34,6 +34,12 @@ fn main() -> Result<()> {
 
 async fn bench() -> Result<()> {
     let stack = LocalStack::start(StackOptions::default()).await?;
+    // BENCH_ONLY=detect|produce runs one part (the full run takes minutes).
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("detect") => return detect_bench(&stack).await,
+        Ok("produce") => return produce_bench(&stack).await,
+        _ => {}
+    }
     let records = sample_records();
     let event = build_event(EventSource::Msk, &stack.bootstrap_servers(), None, &records);
     let event_bytes = serde_json::to_vec(&event)?;
