@@ -38,7 +38,7 @@ async fn main() -> Result<()> {
         Some("esm") => esm(&args[1..]).await,
         _ => {
             eprintln!(
-                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT]"
+                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT] [--stats-file FILE]"
             );
             std::process::exit(2);
         }
@@ -285,6 +285,7 @@ async fn esm(args: &[String]) -> Result<()> {
     let mut config_file = None;
     let mut endpoint = "http://127.0.0.1:9000".to_string();
     let mut bootstrap = None;
+    let mut stats_file: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -297,6 +298,7 @@ async fn esm(args: &[String]) -> Result<()> {
             "--config" => config_file = Some(PathBuf::from(value()?)),
             "--endpoint" => endpoint = value()?,
             "--bootstrap" => bootstrap = Some(value()?),
+            "--stats-file" => stats_file = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -318,21 +320,23 @@ async fn esm(args: &[String]) -> Result<()> {
     if mappings.is_empty() {
         bail!("no Kafka event source mappings in {}", source.display());
     }
-    let settings = match bootstrap {
-        None if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_none() => {
-            let state = read_state(&stack_dir())?;
-            let servers = state["bootstrap_servers"]
+    // KAFKA_* variables (security included) when set, --bootstrap
+    // overriding the servers; else --bootstrap or the local stack, plaintext.
+    let settings = if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_some() {
+        let mut settings = logpipe_kafka::KafkaSettings::from_env("logpipe-esm")?;
+        if let Some(b) = bootstrap {
+            settings.bootstrap_servers = b;
+        }
+        settings
+    } else {
+        let servers = match bootstrap {
+            Some(b) => b,
+            None => read_state(&stack_dir())?["bootstrap_servers"]
                 .as_str()
-                .context("stack state lacks bootstrap_servers")?;
-            logpipe_kafka::KafkaSettings::plaintext(servers, "logpipe-esm")
-        }
-        _ => {
-            let mut settings = logpipe_kafka::KafkaSettings::from_env("logpipe-esm")?;
-            if let Some(b) = bootstrap {
-                settings.bootstrap_servers = b;
-            }
-            settings
-        }
+                .context("stack state lacks bootstrap_servers")?
+                .to_string(),
+        };
+        logpipe_kafka::KafkaSettings::plaintext(&servers, "logpipe-esm")
     };
     eprintln!(
         "{} mapping(s) from {}; broker {}; functions at {endpoint}; Ctrl-C stops",
@@ -350,11 +354,19 @@ async fn esm(args: &[String]) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             () = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Some(path) = &stats_file
+                    && let Err(e) = write_esm_stats(path, &handles)
+                {
+                    eprintln!("could not write {}: {e}", path.display());
+                }
                 if handles.iter().any(|h| h.is_finished()) {
                     break;
                 }
             }
         }
+    }
+    if let Some(path) = &stats_file {
+        write_esm_stats(path, &handles)?;
     }
     let mut failed = false;
     for h in handles {
@@ -378,5 +390,17 @@ async fn esm(args: &[String]) -> Result<()> {
     if failed {
         bail!("a mapping stopped with an error");
     }
+    Ok(())
+}
+
+/// Live counters for a demo: `{"<mapping>": {...}}`, replaced atomically.
+fn write_esm_stats(path: &Path, handles: &[logpipe_esm::MappingHandle]) -> Result<()> {
+    let stats: serde_json::Map<String, serde_json::Value> = handles
+        .iter()
+        .map(|h| (h.config().describe(), h.stats().to_json()))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&stats)?)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }

@@ -73,6 +73,28 @@ pub struct StatsSnapshot {
     pub committed: BTreeMap<PartitionKey, i64>,
 }
 
+impl StatsSnapshot {
+    /// The counters as JSON, committed offsets keyed `<topic>-<partition>`
+    /// (for a demo that reads them from a file).
+    pub fn to_json(&self) -> Value {
+        let committed: serde_json::Map<String, Value> = self
+            .committed
+            .iter()
+            .map(|((topic, partition), offset)| (format!("{topic}-{partition}"), (*offset).into()))
+            .collect();
+        serde_json::json!({
+            "invocations": self.invocations,
+            "batches": self.batches,
+            "records_delivered": self.records_delivered,
+            "function_errors": self.function_errors,
+            "retries": self.retries,
+            "records_to_destination": self.records_to_destination,
+            "records_discarded": self.records_discarded,
+            "committed": committed,
+        })
+    }
+}
+
 impl MappingStats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let i = &self.inner;
