@@ -851,3 +851,36 @@ async fn a_record_too_large_for_any_invocation_goes_to_the_failure_topic() {
     assert_eq!(stats.records_delivered, 2);
     assert_eq!(stats.records_to_destination, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_starts_a_new_group_after_what_is_already_there() {
+    let (_stack, bootstrap) = stack_with_topics().await;
+    const OLD: usize = 30;
+    produce(&bootstrap, TOPIC, &numbered(0, OLD)).await.unwrap();
+    let calls: Calls = Default::default();
+    let target = recording_function(calls.clone(), bootstrap.clone(), |_, _| ok());
+    let mut c = config("esm-latest");
+    c.starting_position = logpipe_esm::StartingPosition::Latest;
+    let mapping = start(c, &bootstrap, target);
+    // New records until the group has found its position and delivers.
+    let mut produced = OLD;
+    let deadline = Instant::now() + WAIT;
+    while calls_of(&calls).is_empty() {
+        assert!(Instant::now() < deadline, "nothing delivered");
+        produce(&bootstrap, TOPIC, &numbered(produced, 3))
+            .await
+            .unwrap();
+        produced += 3;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let old: BTreeSet<Vec<u8>> = (0..OLD)
+        .map(|i| format!("record-{i}").into_bytes())
+        .collect();
+    let seen = accepted(&calls_of(&calls));
+    assert!(
+        seen.iter()
+            .all(|r| !old.contains(r.value.as_ref().unwrap())),
+        "records from before the group started are not delivered"
+    );
+    mapping.stop().await.unwrap();
+}
