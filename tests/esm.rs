@@ -884,3 +884,54 @@ async fn latest_starts_a_new_group_after_what_is_already_there() {
     );
     mapping.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_function_behind_a_mapping_stores_every_record_once() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let valid = every_format();
+    let bad = poison();
+    let mut input: Vec<Produce> = valid.iter().map(|(p, _)| p.clone()).collect();
+    input.extend(bad.iter().map(|(p, _)| p.clone()));
+    let rows: i64 = valid.iter().map(|(_, n)| n).sum();
+    produce(&bootstrap, "log-ingestion", &input).await.unwrap();
+
+    let ingestor = ingestor(
+        &stack,
+        ingest::IngestConfig {
+            report_batch_item_failures: true,
+            message_timeout: Duration::from_secs(5),
+            ..ingest::IngestConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut c = MappingConfig::new("ingest", &["log-ingestion"], "logpipe-ingest");
+    c.report_batch_item_failures = true;
+    c.on_failure_topic = Some("log-ingestion.dlq".into());
+    let mapping = start_mapping(
+        c,
+        &KafkaSettings::plaintext(&bootstrap, "esm-test"),
+        ingest_target(Arc::new(ingestor)),
+    )
+    .unwrap();
+    let db = sql(&stack.database_url()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while count(&db, "SELECT count(*) FROM logs").await < rows
+        || mapping.stats().records_delivered < input.len() as u64
+    {
+        assert!(Instant::now() < deadline, "{:?}", mapping.stats());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = mapping.stop().await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM logs").await, rows);
+    assert_eq!(stats.records_delivered, input.len() as u64, "{stats:?}");
+    assert_eq!(stats.function_errors + stats.records_to_destination, 0);
+    // The function dead-letters poison itself; the mapping committed it all.
+    let dead = consume(&bootstrap, "log-ingestion.dlq", "esm-ingest-dlq", bad.len())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), bad.len());
+    let committed: i64 = stats.committed.values().sum();
+    assert_eq!(committed, input.len() as i64, "{stats:?}");
+}

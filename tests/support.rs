@@ -216,3 +216,31 @@ pub fn poison() -> Vec<(Produce, &'static str)> {
         (Produce::text("bad", &"x".repeat(300_000)), "oversized"),
     ]
 }
+
+/// The ingest handler as the target of a local event source mapping: the
+/// event goes through JSON exactly as the Lambda runtime would hand it over,
+/// a `RetryBatch` becomes a function error.
+pub fn ingest_target(ingestor: std::sync::Arc<Ingestor>) -> impl logpipe_esm::Invoke {
+    move |event: serde_json::Value| {
+        let ingestor = ingestor.clone();
+        async move {
+            let payload: KafkaEventPayload = serde_json::from_value(event).map_err(|e| {
+                logpipe_esm::InvokeError::function("DeserializeError", e.to_string())
+            })?;
+            match ingest::handle(
+                &ingestor,
+                LambdaEvent::new(payload, LambdaContext::default()),
+            )
+            .await
+            {
+                Ok(response) => serde_json::to_value(&response).map_err(|e| {
+                    logpipe_esm::InvokeError::function("SerializeError", e.to_string())
+                }),
+                Err(retry) => Err(logpipe_esm::InvokeError::function(
+                    "RetryBatch",
+                    retry.to_string(),
+                )),
+            }
+        }
+    }
+}
