@@ -41,6 +41,11 @@
 //!   discarded (AWS discards them too).
 //! - One batch at a time per mapping (AWS may run partitions in parallel);
 //!   per-partition order is the same.
+//! - A stop gives an invocation in flight 10 s to finish (and be committed),
+//!   then abandons it uncommitted: it is delivered again on the next run.
+//! - Given-up records carry `dlq-*` headers (the project's DLQ convention);
+//!   a value the failure topic refuses as too large is cut to 900,000 bytes
+//!   with `dlq-truncated-from`.
 
 pub mod batch;
 pub mod config;
