@@ -1,31 +1,101 @@
 #!/usr/bin/env bash
-# `make demo` (for now): start the local stack, run the ingest function under
-# `cargo lambda watch` on the sample events (every format, plus malformed
-# records), and show what landed in PostgreSQL and on the dead-letter topic.
-# The full live demo (producer on a schedule, detection, health) comes with
-# the local event source mapping issue.
+# `make demo`: the whole pipeline, live, on this machine.
+#
+#   1. starts the local stack (PostgreSQL, Tansu, moto) unless it runs
+#   2. builds the three functions and serves them with `cargo lambda watch`
+#   3. `logpipe-dev demo`: invokes `produce` every few seconds (one run with
+#      an injected error burst), runs the ingest and detect event source
+#      mappings (from infra/template.yaml) with the local ESM runner, shows
+#      progress live, then a summary
+#   4. stops everything it started — also on Ctrl-C or failure
+#
+# Knobs: DEMO_SECONDS (default 60), DEMO_INTERVAL (5), DEMO_COUNT (400 records
+# per run), KEEP_STACK=1 (leave the stack running for `make health`, psql …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
+root=$(pwd)
+export PATH="$root/.venv/bin:$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+seconds="${DEMO_SECONDS:-60}"
+interval="${DEMO_INTERVAL:-5}"
+count="${DEMO_COUNT:-400}"
+work="$root/target/demo"
+mkdir -p "$work"
+watch_log="$work/functions.log"
+started_at=$(date +%s)
+
+watch_pgid=""
+stack_started=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$watch_pgid" ]; then
+    say "stopping cargo lambda watch"
+    # Its function processes run in the same session: kill the whole group,
+    # and anything left below it.
+    kill -TERM -- "-$watch_pgid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 -- "-$watch_pgid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$watch_pgid" 2>/dev/null || true
+    pkill -KILL -s "$watch_pgid" 2>/dev/null || true
+  fi
+  if [ -n "$stack_started" ] && [ "${KEEP_STACK:-}" != 1 ]; then
+    say "stopping the local stack"
+    cargo run -q -p logpipe-devstack --bin logpipe-dev -- down || true
+  fi
+  say "demo finished in $(( $(date +%s) - started_at )) s"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. A fresh stack: records and consumer groups of earlier runs would mix
+# into what the demo shows.
+if [ -f "${LOGPIPE_STACK_DIR:-$root/.local/stack}/state.json" ]; then
+  say "restarting the local stack for a clean run"
+  cargo run -q -p logpipe-devstack --bin logpipe-dev -- down
+fi
+stack_started=1
 say "starting the local stack (PostgreSQL, Tansu, moto)"
 eval "$(cargo run -q -p logpipe-devstack --bin logpipe-dev -- up)"
-trap 'say "stopping the local stack"; cargo run -q -p logpipe-devstack --bin logpipe-dev -- down' EXIT
+# The broker starts empty; the database keeps its files: empty the tables.
+psql "$DATABASE_URL" -q -X -v ON_ERROR_STOP=1 \
+  -c 'TRUNCATE logs, ingest_progress, detect_entity_state, detect_clock, detect_outbox' >/dev/null
 
-say "invoking the ingest function with every sample in events/ingest/"
-KEEP_STACK=1 scripts/invoke-samples.sh
+# 2. The functions. Built first so the first invocations do not wait for it.
+say "building the functions (ingest, detect, produce) and the dev CLI"
+cargo build -q -p ingest -p detect -p produce -p logpipe-devstack
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+say "serving the functions with cargo lambda watch on 127.0.0.1:$port (log: $watch_log)"
+# Demo-sized detection: 10 s windows so the incident is seen within a minute.
+DATABASE_URL="$DATABASE_URL" \
+KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
+REPORT_BATCH_ITEM_FAILURES=true \
+WINDOW_SECONDS=10 \
+ALLOWED_LATENESS_SECONDS=5 \
+COOLDOWN_WINDOWS=3 \
+PRODUCE_SPAN_SECONDS="$interval" \
+RUST_LOG="${RUST_LOG:-info}" \
+  setsid cargo lambda watch --ignore-changes \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    </dev/null >"$watch_log" 2>&1 &
+watch_pgid=$!
+for i in $(seq 300); do
+  kill -0 "$watch_pgid" 2>/dev/null || { tail -n 30 "$watch_log" >&2; die "cargo lambda watch exited"; }
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  [ "$i" -lt 300 ] || die "cargo lambda watch did not answer within 60 s"
+  sleep 0.2
+done
 
-q() { psql "$DATABASE_URL" -X -P pager=off "$@"; }
-say "rows per source type"
-q -c "SELECT source_type, count(*) AS rows FROM logs GROUP BY 1 ORDER BY 2 DESC"
-say "status codes (view status_code_distribution)"
-q -c "SELECT * FROM status_code_distribution"
-say "top endpoints (view top_endpoints)"
-q -c "SELECT http_method, http_path, requests, server_errors, avg_latency_ms FROM top_endpoints LIMIT 5"
-say "error rate per minute and service (view error_rate_per_minute)"
-q -c "SELECT * FROM error_rate_per_minute LIMIT 8"
-say "full-text search: messages matching 'failed'"
-q -c "SELECT source_type, service, left(message, 60) AS message FROM logs WHERE to_tsvector('simple', message) @@ plainto_tsquery('simple', 'failed')"
-say "progress per partition (ingest_progress)"
-q -c "SELECT topic, kafka_partition, last_offset FROM ingest_progress ORDER BY 1, 2"
+# 3. The live run.
+say "running the pipeline for ${seconds} s"
+target/debug/logpipe-dev demo --endpoint "http://127.0.0.1:$port" \
+  --seconds "$seconds" --interval "$interval" --count "$count"
+
+say "pipeline health right after the run (logpipe-dev health)"
+target/debug/logpipe-dev health --samples 3 --interval 1 || true

@@ -6,6 +6,7 @@
 //! failed, panicking or killed test. `logpipe-dev up` starts the same
 //! services detached for `make up` and the demo.
 
+pub mod demo;
 pub mod postgres;
 pub mod process;
 pub mod services;

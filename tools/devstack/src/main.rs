@@ -36,6 +36,7 @@ async fn main() -> Result<()> {
         Some("topics") => topics(&args[1..]).await,
         Some("health") => health(&args[1..]).await,
         Some("esm") => esm(&args[1..]).await,
+        Some("demo") => demo(&args[1..]).await,
         _ => {
             eprintln!(
                 "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT] [--stats-file FILE]"
@@ -403,4 +404,58 @@ fn write_esm_stats(path: &Path, handles: &[logpipe_esm::MappingHandle]) -> Resul
     std::fs::write(&tmp, serde_json::to_vec_pretty(&stats)?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// `demo [--endpoint URL] [--seconds N] [--interval N] [--count N]`: the
+/// live pipeline against functions served by `cargo lambda watch` at URL
+/// (scripts/demo.sh starts everything; see `make demo`).
+async fn demo(args: &[String]) -> Result<()> {
+    let root = workspace_root()
+        .canonicalize()
+        .unwrap_or_else(|_| workspace_root());
+    let mut endpoint = "http://127.0.0.1:9000".to_string();
+    let mut seconds = 60u64;
+    let mut interval = 5u64;
+    let mut count = 400u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--endpoint" => endpoint = value()?,
+            "--seconds" => seconds = value()?.parse().context("--seconds")?,
+            "--interval" => interval = value()?.parse().context("--interval")?,
+            "--count" => count = value()?.parse().context("--count")?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let state = read_state(&stack_dir())?;
+    let text = |k: &str| -> Result<String> {
+        Ok(state[k]
+            .as_str()
+            .with_context(|| format!("stack state lacks {k}"))?
+            .to_string())
+    };
+    let (mappings, source) = logpipe_esm::load_mappings(
+        &root.join("infra/template.yaml"),
+        &root.join("infra/local-mappings.json"),
+    )?;
+    logpipe_devstack::demo::check_mappings(&mappings)?;
+    eprintln!("event source mappings from {}:", source.display());
+    for m in &mappings {
+        eprintln!("  {}", m.describe());
+    }
+    logpipe_devstack::demo::run(logpipe_devstack::demo::DemoOptions {
+        endpoint,
+        bootstrap: text("bootstrap_servers")?,
+        database_url: text("database_url")?,
+        seconds,
+        interval,
+        count,
+        mappings,
+    })
+    .await
 }
