@@ -324,11 +324,12 @@ impl Detector {
         summary.entities = states.len();
         summary.alerts_suppressed = emitted.suppressed;
 
-        let outbox = self.outbox_messages(&emitted);
-        let new_rows = insert_outbox(&txn, &outbox).await?;
-        let alerts_total = emitted.alerts.len() as u64;
-        summary.alerts_new = alerts_total.min(new_rows);
-        summary.predictions_new = new_rows - summary.alerts_new;
+        let (alerts, predictions): (Vec<OutboxMessage>, Vec<OutboxMessage>) = self
+            .outbox_messages(&emitted)
+            .into_iter()
+            .partition(|m| m.kind == "alert");
+        summary.alerts_new = insert_outbox(&txn, &alerts).await?;
+        summary.predictions_new = insert_outbox(&txn, &predictions).await?;
 
         let updates: Vec<EntityUpdate> = states
             .iter()

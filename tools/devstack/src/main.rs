@@ -119,6 +119,12 @@ async fn topics(args: &[String]) -> Result<()> {
                 .context("stack state lacks bootstrap_servers")?;
             apply_local_catalog(servers).await?
         }
+        Some(b)
+            if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_none() && replication.is_none() =>
+        {
+            // A plaintext broker named on the command line (a local one).
+            apply_local_catalog(&b).await?
+        }
         _ => {
             let mut settings = logpipe_kafka::KafkaSettings::from_env("logpipe-topics")?;
             if let Some(b) = bootstrap {
