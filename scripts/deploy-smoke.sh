@@ -5,16 +5,21 @@
 # checked. moto is started and stopped here, also when something fails.
 # Needs the release builds in target/lambda/<fn>/bootstrap (make build).
 # Usage: scripts/deploy-smoke.sh [function...]   (default: ingest produce detect)
+#   LAMBDA_DIR=target/lambda-arm64 scripts/deploy-smoke.sh   deploys the
+#   arm64 builds (make build-arm64) and expects arm64 functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+lambda_dir=${LAMBDA_DIR:-target/lambda}
+expect_arch=x86_64
+[ "$lambda_dir" = target/lambda-arm64 ] && expect_arch=arm64
 functions=("$@")
 [ ${#functions[@]} -gt 0 ] || functions=(ingest produce detect)
 for f in "${functions[@]}"; do
-  if [ ! -f "target/lambda/$f/bootstrap" ]; then
-    say "target/lambda/$f/bootstrap is missing: run make build first"
+  if [ ! -f "$lambda_dir/$f/bootstrap" ]; then
+    say "$lambda_dir/$f/bootstrap is missing: run make build (or make build-arm64) first"
     exit 1
   fi
 done
@@ -71,14 +76,14 @@ EOF
 # is resolved against the working directory.
 for f in "${functions[@]}"; do
   say "cargo lambda deploy $f"
-  (cd "functions/$f" && cargo lambda deploy --lambda-dir "$OLDPWD/target/lambda" \
+  (cd "functions/$f" && cargo lambda deploy --lambda-dir "$OLDPWD/$lambda_dir" \
     --endpoint-url "$endpoint" --region us-east-1 --iam-role "$role_arn" "$f")
 done
 
 say "listing the functions in moto"
-python - "$endpoint" "${functions[@]}" <<'EOF'
+python - "$endpoint" "$expect_arch" "${functions[@]}" <<'EOF'
 import sys, boto3
-endpoint, expected = sys.argv[1], sys.argv[2:]
+endpoint, arch, expected = sys.argv[1], sys.argv[2], sys.argv[3:]
 lam = boto3.client("lambda", endpoint_url=endpoint)
 found = {}
 for page in lam.get_paginator("list_functions").paginate():
@@ -96,6 +101,8 @@ for name in expected:
           f"env={sorted(env)}")
     if not str(fn.get("Runtime", "")).startswith("provided.al2"):
         problems.append(f"{name}: runtime {fn.get('Runtime')!r}, expected provided.al2023")
+    if fn.get("Architectures") != [arch]:
+        problems.append(f"{name}: architectures {fn.get('Architectures')}, expected [{arch!r}]")
     if "KAFKA_BOOTSTRAP_SERVERS" not in env:
         problems.append(f"{name}: the env file was not applied (no KAFKA_BOOTSTRAP_SERVERS)")
 if problems:
