@@ -329,6 +329,8 @@ fn sensor_record(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_returns() {
+    // The function's own log lines (RUST_LOG) help when this fails.
+    logpipe_telemetry::init_json_logs();
     let mut stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let bootstrap = stack.bootstrap_servers();
     let detector = detector(&stack, test_config()).await;
@@ -380,7 +382,7 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
     // The retry: records done are skipped, the dead letter goes out, the
     // owed alerts are published.
     let mut retry = None;
-    for _ in 0..20 {
+    for _ in 0..60 {
         match invoke_detect(&detector, &ev).await {
             Ok(r) if r.batch.batch_item_failures.is_empty() => {
                 retry = Some(r);

@@ -233,7 +233,14 @@ impl Publisher {
         let topic_missing = results
             .iter()
             .any(|r| matches!(r, Err(PublishError::TopicMissing { .. })));
-        if auth_failed || topic_missing {
+        // An idempotent producer that lost its producer id (a broker that
+        // restarted empty, fenced epochs) is dead for good: every later send
+        // fails. Only a new producer recovers.
+        let fatal = producer.client().fatal_error();
+        if let Some((code, reason)) = &fatal {
+            tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; building a new one");
+        }
+        if auth_failed || topic_missing || fatal.is_some() {
             // A fresh producer re-reads rotated credentials and forgets
             // librdkafka's cached "unknown topic", so the retry can succeed as
             // soon as an operator has fixed things.
