@@ -3,7 +3,7 @@
 //! broker outage during publishing, and concurrent updates of one entity.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use detect::{DetectConfig, DetectResponse, Detector, RetryBatch};
@@ -11,65 +11,11 @@ use ingest::IngestConfig;
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use logpipe_detect::window::WindowConfig;
 use logpipe_kafka::event::{EventRecord, EventSource, KafkaEventPayload};
-use logpipe_kafka::rdkafka::ClientConfig;
-use logpipe_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use logpipe_kafka::{KafkaSettings, Publisher};
 use logpipe_postgres::{Database, DbSettings};
 use logpipe_schema::{Alert, KafkaCoordinates, LogRecord, Prediction, SourceType};
 use logpipe_tests::*;
 use produce::{ProduceConfig, Producer, parse_input};
-
-/// A consumer kept open across steps (joining a group takes seconds).
-struct Tap {
-    consumer: StreamConsumer,
-    topic: String,
-}
-
-impl Tap {
-    fn new(bootstrap: &str, topic: &str, group: &str) -> Tap {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "true")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
-        Tap {
-            consumer,
-            topic: topic.to_string(),
-        }
-    }
-
-    /// Exactly `n` records (fails after 90 s without them).
-    async fn take(&self, n: usize) -> Vec<EventRecord> {
-        let mut out = Vec::with_capacity(n);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while out.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} records arrived on {}",
-                out.len(),
-                self.topic
-            );
-            if let Ok(Ok(m)) =
-                tokio::time::timeout(Duration::from_secs(2), self.consumer.recv()).await
-            {
-                out.push(EventRecord::from_message(&m));
-            }
-        }
-        out
-    }
-
-    /// Whatever arrives until the topic stays quiet for `quiet`.
-    async fn rest(&self, quiet: Duration) -> Vec<EventRecord> {
-        let mut out = Vec::new();
-        while let Ok(Ok(m)) = tokio::time::timeout(quiet, self.consumer.recv()).await {
-            out.push(EventRecord::from_message(&m));
-        }
-        out
-    }
-}
 
 async fn detector(stack: &LocalStack, config: DetectConfig) -> Detector {
     let db = Database::new(
@@ -115,13 +61,6 @@ fn by_partition(records: Vec<EventRecord>) -> BTreeMap<i32, Vec<EventRecord>> {
         out.entry(r.partition).or_default().push(r);
     }
     out
-}
-
-fn parse<T: serde::de::DeserializeOwned>(records: &[EventRecord]) -> Vec<T> {
-    records
-        .iter()
-        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +150,7 @@ async fn an_error_burst_is_one_alert_with_a_prediction_per_window_and_redelivery
 
     // The alerts topic: exactly one alert, for the incident.
     let alerts_tap = Tap::new(&bootstrap, "alerts", "alerts-check");
-    let alerts: Vec<Alert> = parse(&alerts_tap.take(totals["alerts"] as usize).await);
+    let alerts: Vec<Alert> = parse_values(&alerts_tap.take(totals["alerts"] as usize).await);
     for a in &alerts {
         eprintln!("alert: {} — {}", a.id, a.message);
     }
@@ -236,7 +175,7 @@ async fn an_error_burst_is_one_alert_with_a_prediction_per_window_and_redelivery
     // incident's entity has an unbroken run of windows.
     let predictions_tap = Tap::new(&bootstrap, "ml-predictions", "predictions-check");
     let predictions: Vec<Prediction> =
-        parse(&predictions_tap.take(totals["predictions"] as usize).await);
+        parse_values(&predictions_tap.take(totals["predictions"] as usize).await);
     let ids: BTreeSet<&str> = predictions.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids.len(), predictions.len(), "prediction ids are unique");
     let checkout: Vec<DateTime<Utc>> = predictions
@@ -396,7 +335,7 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
     assert_eq!(retry.summary.records_duplicate, 7);
     assert_eq!(retry.summary.records_dead_lettered, 1);
     assert_eq!(count(&db, pending).await, 0);
-    let alerts: Vec<Alert> = parse(&alerts_tap.take(2).await);
+    let alerts: Vec<Alert> = parse_values(&alerts_tap.take(2).await);
     let ids: BTreeSet<&str> = alerts.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids.len(), 2, "{alerts:?}");
     assert!(

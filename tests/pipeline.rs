@@ -30,9 +30,8 @@ use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use logpipe_detect::window::WindowConfig;
 use logpipe_esm::{InvokeError, MappingConfig, MappingHandle, StatsSnapshot, start_mapping};
 use logpipe_health::{GroupSpec, HealthOptions, Status};
-use logpipe_kafka::event::{EventRecord, KafkaEventPayload};
+use logpipe_kafka::event::KafkaEventPayload;
 use logpipe_kafka::rdkafka::ClientConfig;
-use logpipe_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use logpipe_kafka::{KafkaSettings, Publisher};
 use logpipe_postgres::{Database, DbSettings};
 use logpipe_schema::{Alert, Prediction};
@@ -73,66 +72,6 @@ struct Totals {
 }
 
 type Shared = Arc<Mutex<Totals>>;
-
-/// A consumer kept open for the whole test (joining a group takes seconds,
-/// and a continuous consumer never resumes mid-batch on Tansu).
-struct Tap {
-    consumer: StreamConsumer,
-    topic: String,
-}
-
-impl Tap {
-    fn new(bootstrap: &str, topic: &str, group: &str) -> Tap {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "true")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
-        Tap {
-            consumer,
-            topic: topic.to_string(),
-        }
-    }
-
-    /// Exactly `n` records (fails after [`WAIT`] without them).
-    async fn take(&self, n: usize) -> Vec<EventRecord> {
-        let mut out = Vec::with_capacity(n);
-        let deadline = Instant::now() + WAIT;
-        while out.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} records arrived on {}",
-                out.len(),
-                self.topic
-            );
-            if let Ok(Ok(m)) =
-                tokio::time::timeout(Duration::from_secs(2), self.consumer.recv()).await
-            {
-                out.push(EventRecord::from_message(&m));
-            }
-        }
-        out
-    }
-
-    /// Whatever arrives until the topic stays quiet for `quiet`.
-    async fn rest(&self, quiet: Duration) -> Vec<EventRecord> {
-        let mut out = Vec::new();
-        while let Ok(Ok(m)) = tokio::time::timeout(quiet, self.consumer.recv()).await {
-            out.push(EventRecord::from_message(&m));
-        }
-        out
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(records: &[EventRecord]) -> Vec<T> {
-    records
-        .iter()
-        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
-        .collect()
-}
 
 /// Minute windows and a minute of lateness, as in tests/detect.rs.
 fn detect_config() -> DetectConfig {
@@ -469,7 +408,7 @@ async fn produce_to_alert_through_the_event_source_mappings_counts_every_record(
     assert_eq!(totals.detect_late, 0, "{totals:?}");
 
     // Exactly one alert: the incident.
-    let alerts: Vec<Alert> = parse(&alerts_tap.take(totals.alerts as usize).await);
+    let alerts: Vec<Alert> = parse_values(&alerts_tap.take(totals.alerts as usize).await);
     for a in &alerts {
         eprintln!("alert: {} — {} ({a:?})", a.id, a.message);
     }
@@ -490,7 +429,7 @@ async fn produce_to_alert_through_the_event_source_mappings_counts_every_record(
     // A prediction per closed window and entity, each published once.
     assert!(totals.predictions > 0);
     let predictions: Vec<Prediction> =
-        parse(&predictions_tap.take(totals.predictions as usize).await);
+        parse_values(&predictions_tap.take(totals.predictions as usize).await);
     let ids: BTreeSet<&str> = predictions.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids.len(), predictions.len(), "prediction ids are unique");
     assert!(predictions.iter().any(|p| p.entity == "checkout"));

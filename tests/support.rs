@@ -244,3 +244,69 @@ pub fn ingest_target(ingestor: std::sync::Arc<Ingestor>) -> impl logpipe_esm::In
         }
     }
 }
+
+/// A consumer kept open across the steps of a test: joining a group takes
+/// seconds, and a consumer that keeps running never resumes inside a
+/// producer batch (which Tansu's memory engine mishandles: it skips the
+/// rest of that batch).
+pub struct Tap {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+impl Tap {
+    pub fn new(bootstrap: &str, topic: &str, group: &str) -> Tap {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .create()
+            .expect("consumer config is valid");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        Tap {
+            consumer,
+            topic: topic.to_string(),
+        }
+    }
+
+    /// Exactly `n` records (panics after 240 s without them).
+    pub async fn take(&self, n: usize) -> Vec<EventRecord> {
+        let mut out = Vec::with_capacity(n);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while out.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records arrived on {}",
+                out.len(),
+                self.topic
+            );
+            if let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_secs(2), self.consumer.recv()).await
+            {
+                out.push(EventRecord::from_message(&m));
+            }
+        }
+        out
+    }
+
+    /// Whatever arrives until the topic stays quiet for `quiet`.
+    pub async fn rest(&self, quiet: Duration) -> Vec<EventRecord> {
+        let mut out = Vec::new();
+        while let Ok(Ok(m)) = tokio::time::timeout(quiet, self.consumer.recv()).await {
+            out.push(EventRecord::from_message(&m));
+        }
+        out
+    }
+}
+
+/// The JSON values of consumed records, as `T`.
+pub fn parse_values<T: serde::de::DeserializeOwned>(records: &[EventRecord]) -> Vec<T> {
+    records
+        .iter()
+        .map(|r| {
+            let value = r.value.as_deref().expect("record has a value");
+            serde_json::from_slice(value).expect("value parses")
+        })
+        .collect()
+}
