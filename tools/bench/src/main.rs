@@ -34,10 +34,11 @@ fn main() -> Result<()> {
 
 async fn bench() -> Result<()> {
     let stack = LocalStack::start(StackOptions::default()).await?;
-    // BENCH_ONLY=detect|produce runs one part (the full run takes minutes).
+    // BENCH_ONLY=detect|produce|e2e runs one part (the full run takes minutes).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("detect") => return detect_bench(&stack).await,
         Ok("produce") => return produce_bench(&stack).await,
+        Ok("e2e") => return e2e_bench(&stack).await,
         _ => {}
     }
     let records = sample_records();
@@ -94,7 +95,8 @@ async fn bench() -> Result<()> {
     println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
     println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
     produce_bench(&stack).await?;
-    detect_bench(&stack).await
+    detect_bench(&stack).await?;
+    e2e_bench(&stack).await
 }
 
 /// The detect handler on a 10,000-record batch of normalized records
@@ -273,6 +275,300 @@ async fn produce_bench(stack: &LocalStack) -> Result<()> {
     println!("RESULT raw_send_records_per_s={bare:.0}");
     println!("RESULT produce_vs_raw={:.2}", ours / bare);
     Ok(())
+}
+
+/// Steady traffic for the end-to-end latency.
+const E2E_TOPIC: &str = "bench-e2e";
+const E2E_RATE_PER_S: usize = 200;
+const E2E_SECONDS: usize = 15;
+const E2E_TICK_MS: usize = 50;
+const E2E_WARMUP: usize = 100;
+const E2E_WAIT: Duration = Duration::from_secs(180);
+
+/// Latency from produce to PostgreSQL through the local event source
+/// mapping (AWS defaults: BatchSize 100, MaximumBatchingWindowInSeconds
+/// 0.5) and the in-process ingest handler, under a steady ~200 records/s
+/// of generated traffic for ~15 s. Per record: `logs.ingested_at`
+/// (`now()` of the storing transaction, i.e. its start, a few ms before the
+/// commit) − `logs.kafka_timestamp` (the producer's CreateTime, stamped by
+/// librdkafka when the record is queued, so linger is included). Both
+/// clocks are this machine's.
+///
+/// The floor is the batching window: at 200 records/s a batch of 100 fills
+/// in ~0.5 s, so a record waits between 0 and ~500 ms for its batch to
+/// close (~250 ms on average) before the function is even invoked. The
+/// baselines, measured on the same records at the same time: a bare
+/// consumer (its own group) that COPYs whatever it has fetched straight
+/// into a copy of `logs`, no window, no handler — once with librdkafka's
+/// defaults (as the mapping's consumer), once with `fetch.wait.max.ms=10`.
+/// On Tansu the two differ by hundreds of ms (seen: p50 385 vs 20 ms): it
+/// appears to hold a fetch for the whole `fetch.wait.max.ms` even when
+/// records arrive meanwhile (Kafka answers once `fetch.min.bytes` is met),
+/// so locally that wait is part of every figure here, the mapping's too.
+async fn e2e_bench(stack: &LocalStack) -> Result<()> {
+    use logpipe_esm::{InvokeError, MappingConfig, start_mapping};
+    use logpipe_kafka::rdkafka::message::{Header, OwnedHeaders};
+    use logpipe_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let bootstrap = stack.bootstrap_servers();
+    let url = stack.database_url();
+    logpipe_devstack::create_topics(&bootstrap, &[(E2E_TOPIC, PARTITIONS)]).await?;
+    let db = Database::new(DbSettings::from_url(&url, "bench-e2e"), None)?;
+    db.client()
+        .await?
+        .batch_execute(
+            "DROP TABLE IF EXISTS logs_bare, logs_bare_fast; \
+             CREATE TABLE logs_bare (LIKE logs INCLUDING DEFAULTS); \
+             CREATE TABLE logs_bare_fast (LIKE logs INCLUDING DEFAULTS)",
+        )
+        .await?;
+
+    // The ingest mapping, as in tests/pipeline.rs.
+    let config = IngestConfig {
+        report_batch_item_failures: true,
+        message_timeout: Duration::from_secs(30),
+        ..IngestConfig::default()
+    };
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&bootstrap, "bench-e2e-ingest"),
+        None,
+        config.message_timeout,
+    )
+    .await?;
+    let ingestor = Arc::new(Ingestor::new(
+        config,
+        Database::new(DbSettings::from_url(&url, "bench-e2e-ingest"), None)?,
+        publisher,
+    ));
+    let mut mapping = MappingConfig::new("ingest", &[E2E_TOPIC], "bench-e2e-ingest");
+    mapping.report_batch_item_failures = true;
+    let window_ms = mapping.batching_window.as_millis();
+    let esm = start_mapping(
+        mapping,
+        &KafkaSettings::plaintext(&bootstrap, "bench-e2e-esm"),
+        move |event: serde_json::Value| {
+            let ingestor = Arc::clone(&ingestor);
+            async move {
+                let payload: KafkaEventPayload = serde_json::from_value(event)
+                    .map_err(|e| InvokeError::function("InvalidEvent", e.to_string()))?;
+                let response = ingest::handle(
+                    &ingestor,
+                    LambdaEvent::new(payload, LambdaContext::default()),
+                )
+                .await
+                .map_err(|e| InvokeError::function("RetryBatch", e.to_string()))?;
+                serde_json::to_value(&response)
+                    .map_err(|e| InvokeError::function("InvalidResponse", e.to_string()))
+            }
+        },
+    )?;
+
+    // The baseline: consume and COPY, nothing else.
+    // Twice: with librdkafka's default fetch.wait.max.ms (500, as the
+    // mapping's consumer has), and with 10 ms, which shows how much of the
+    // floor is the broker holding a fetch rather than the pipeline.
+    let copied = Arc::new(AtomicU64::new(0));
+    let copied_fast = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let bare = tokio::spawn(bare_consume_and_copy(
+        bootstrap.clone(),
+        url.clone(),
+        Bare {
+            table: "logs_bare",
+            fetch_wait_max_ms: None,
+        },
+        Arc::clone(&copied),
+        stopped.clone(),
+    ));
+    let bare_fast = tokio::spawn(bare_consume_and_copy(
+        bootstrap.clone(),
+        url.clone(),
+        Bare {
+            table: "logs_bare_fast",
+            fetch_wait_max_ms: Some(10),
+        },
+        Arc::clone(&copied_fast),
+        stopped,
+    ));
+
+    let producer: FutureProducer = KafkaSettings::plaintext(&bootstrap, "bench-e2e-producer")
+        .client_config(None)?
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?;
+    let total = E2E_WARMUP + E2E_RATE_PER_S * E2E_SECONDS;
+    let request: logpipe_generator::GenerateRequest =
+        serde_json::from_value(serde_json::json!({"count": total, "seed": 3}))?;
+    let records = logpipe_generator::generate(
+        &request,
+        chrono::Utc::now(),
+        chrono::Duration::seconds(E2E_SECONDS as i64),
+    )?;
+    let send = |r: &logpipe_generator::GeneratedRecord| {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "log-format",
+            value: Some(r.log_format),
+        });
+        producer
+            .send_result(
+                FutureRecord::to(E2E_TOPIC)
+                    .key(r.key.as_str())
+                    .payload(r.value.as_str())
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| anyhow::anyhow!("e2e produce: {e}"))
+    };
+    let committed = || esm.stats().committed.values().sum::<i64>() as usize;
+    let copied_n = || {
+        (copied.load(Ordering::Relaxed) as usize).min(copied_fast.load(Ordering::Relaxed) as usize)
+    };
+
+    // Warm-up (not measured): both groups joined and fetching.
+    for r in &records[..E2E_WARMUP] {
+        let f = send(r)?;
+        f.await?
+            .map_err(|(e, _)| anyhow::anyhow!("e2e produce: {e}"))?;
+    }
+    wait_for(&esm, "warm-up", || {
+        committed() >= E2E_WARMUP && copied_n() >= E2E_WARMUP
+    })
+    .await?;
+
+    // Steady traffic: E2E_RATE_PER_S records a second, in ticks.
+    let measured_from = chrono::Utc::now();
+    let per_tick = E2E_RATE_PER_S * E2E_TICK_MS / 1000;
+    let mut ticker = tokio::time::interval(Duration::from_millis(E2E_TICK_MS as u64));
+    let mut deliveries = Vec::with_capacity(total);
+    for chunk in records[E2E_WARMUP..].chunks(per_tick) {
+        ticker.tick().await;
+        for r in chunk {
+            deliveries.push(send(r)?);
+        }
+    }
+    for f in deliveries {
+        f.await?
+            .map_err(|(e, _)| anyhow::anyhow!("e2e produce: {e}"))?;
+    }
+    wait_for(&esm, "ingest and the bare path", || {
+        committed() >= total && copied_n() >= total
+    })
+    .await?;
+    let stats = esm.stop().await?;
+    let _ = stop.send(true);
+    bare.await??;
+    bare_fast.await??;
+
+    let client = db.client().await?;
+    let percentiles = |table: &str| {
+        format!(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), \
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), count(*) \
+             FROM (SELECT (extract(epoch FROM ingested_at - kafka_timestamp) * 1000)::float8 AS ms \
+                   FROM {table} WHERE topic = $1 AND seq = 0 AND kafka_timestamp >= $2) AS l"
+        )
+    };
+    let row = client
+        .query_one(&percentiles("logs"), &[&E2E_TOPIC, &measured_from])
+        .await?;
+    let (p50, p99, n): (f64, f64, i64) = (row.get(0), row.get(1), row.get(2));
+    let row = client
+        .query_one(&percentiles("logs_bare"), &[&E2E_TOPIC, &measured_from])
+        .await?;
+    let (bare_p50, bare_p99, bare_n): (f64, f64, i64) = (row.get(0), row.get(1), row.get(2));
+    let row = client
+        .query_one(
+            &percentiles("logs_bare_fast"),
+            &[&E2E_TOPIC, &measured_from],
+        )
+        .await?;
+    let (fast_p50, fast_p99): (f64, f64) = (row.get(0), row.get(1));
+    eprintln!(
+        "e2e: {n} records measured (bare path {bare_n}); mapping: {} invocations, {:.0} records per batch",
+        stats.invocations,
+        stats.records_delivered as f64 / stats.batches.max(1) as f64
+    );
+    if n as usize != total - E2E_WARMUP {
+        bail!(
+            "e2e: {n} of {} measured records in logs",
+            total - E2E_WARMUP
+        );
+    }
+    println!("RESULT e2e_latency_p50_ms={p50:.0}");
+    println!("RESULT e2e_latency_p99_ms={p99:.0}");
+    println!("RESULT e2e_batching_window_ms={window_ms}");
+    println!("RESULT e2e_bare_copy_latency_p50_ms={bare_p50:.0}");
+    println!("RESULT e2e_bare_copy_latency_p99_ms={bare_p99:.0}");
+    println!("RESULT e2e_bare_copy_fetch_wait_10ms_latency_p50_ms={fast_p50:.0}");
+    println!("RESULT e2e_bare_copy_fetch_wait_10ms_latency_p99_ms={fast_p99:.0}");
+    Ok(())
+}
+
+async fn wait_for(
+    esm: &logpipe_esm::MappingHandle,
+    what: &str,
+    done: impl Fn() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + E2E_WAIT;
+    while !done() {
+        if Instant::now() > deadline || esm.is_finished() {
+            bail!("e2e: {what} not done within {} s", E2E_WAIT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The bare path: one consumer that COPYs every fetched record (parsed, no
+/// progress, no forwarding, no dead letters) into `logs_bare`, one
+/// transaction per poll of what is already there.
+struct Bare {
+    table: &'static str,
+    /// librdkafka's `fetch.wait.max.ms`; `None`: its default (500).
+    fetch_wait_max_ms: Option<u32>,
+}
+
+async fn bare_consume_and_copy(
+    bootstrap: String,
+    url: String,
+    bare: Bare,
+    copied: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    use logpipe_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+    let mut config = KafkaSettings::plaintext(&bootstrap, "bench-e2e-bare").client_config(None)?;
+    config
+        .set("group.id", format!("bench-e2e-{}", bare.table))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    if let Some(ms) = bare.fetch_wait_max_ms {
+        config.set("fetch.wait.max.ms", ms.to_string());
+    }
+    let consumer: StreamConsumer = config.create()?;
+    consumer.subscribe(&[E2E_TOPIC])?;
+    let db = Database::new(DbSettings::from_url(&url, "bench-e2e-bare"), None)?;
+    loop {
+        let first = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            m = consumer.recv() => EventRecord::from_message(&m?),
+        };
+        let mut batch = vec![first];
+        // Whatever is already fetched, without waiting.
+        while batch.len() < 500 {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(m) => batch.push(EventRecord::from_message(&m?)),
+                Err(_) => break,
+            }
+        }
+        let rows = baseline_rows(&batch)?;
+        let mut client = db.client().await?;
+        let txn = client.transaction().await?;
+        copy_records(&txn, bare.table, &rows.iter().collect::<Vec<_>>()).await?;
+        txn.commit().await?;
+        copied.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Child mode: build the clients (untimed, as Lambda init), handle the
