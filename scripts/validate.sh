@@ -6,14 +6,14 @@
 #   - sam validate --lint     (cfn-lint on the transformed template)
 #   - cfn-lint + infra/lint-rules (our contract: ReportBatchItemFailures on a
 #     mapping <=> REPORT_BATCH_ITEM_FAILURES=true on its function)
-# Offline: no AWS credentials or network needed.
+# Offline: no AWS credentials or network needed. TEMPLATE=path checks another file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-template=infra/template.yaml
+template=${TEMPLATE:-infra/template.yaml}
 region=us-east-1
 for tool in sam cfn-lint python; do
   command -v "$tool" >/dev/null || { say "$tool is missing: run scripts/bootstrap.sh"; exit 1; }
