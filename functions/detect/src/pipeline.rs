@@ -161,11 +161,11 @@ impl Detector {
             ..Default::default()
         };
         let first_offsets = first_offsets(&records);
-        // `keep`: records already accounted for otherwise (committed).
-        let fail_all = |mut summary: DetectSummary, cause: String, keep: Option<usize>| {
-            if let Some(retry) = keep {
-                summary.records_retry = retry;
-            } else {
+        // Hands every partition back from its first offset. `committed`:
+        // the records were handled (their counts stand) and only delivery
+        // of the outbox is owed; otherwise all of them are to be retried.
+        let fail_all = |mut summary: DetectSummary, cause: String, committed: bool| {
+            if !committed {
                 summary.records_retry = summary.records_in;
             }
             DetectOutcome {
@@ -180,7 +180,7 @@ impl Detector {
         };
         if records.iter().any(|r| r.partition < 0 || r.offset < 0) {
             // Without coordinates nothing can be skipped or resumed safely.
-            let mut o = fail_all(summary, "a record has no partition/offset".into(), None);
+            let mut o = fail_all(summary, "a record has no partition/offset".into(), false);
             o.whole_batch_failed = true;
             return o;
         }
@@ -196,7 +196,7 @@ impl Detector {
                     records_in: summary.records_in,
                     ..Default::default()
                 };
-                return fail_all(summary, e.to_string(), None);
+                return fail_all(summary, e.to_string(), false);
             }
         };
 
@@ -222,8 +222,7 @@ impl Detector {
                 // alerts are owed: hand the partitions back. The retry skips
                 // the records as duplicates and publishes what is pending.
                 tracing::error!(%cause, "alerts/predictions not delivered; the batch will be retried to publish them");
-                let handed_back = summary.records_retry;
-                fail_all(summary, cause, Some(handed_back))
+                fail_all(summary, cause, true)
             }
         }
     }
