@@ -81,8 +81,11 @@ pub fn respond(
     outcome: BatchOutcome,
     report_batch_item_failures: bool,
 ) -> Result<IngestResponse, RetryBatch> {
-    let has_failures = !outcome.failures.is_empty() || outcome.whole_batch_failed;
-    if has_failures && (!report_batch_item_failures || outcome.whole_batch_failed) {
+    if logpipe_kafka::response::must_fail_whole_batch(
+        &outcome.failures,
+        outcome.whole_batch_failed,
+        report_batch_item_failures,
+    ) {
         return Err(RetryBatch {
             cause: outcome.cause.unwrap_or_else(|| "unknown".into()),
             retry: outcome.summary.records_retry,

@@ -40,6 +40,19 @@ impl BatchItemFailure {
     }
 }
 
+/// Whether a batch must be answered with an error (Lambda retries all of
+/// it) rather than with its failure list: when something failed and either
+/// the mapping does not read the list or the failure cannot be expressed
+/// per partition. Returning a list to a mapping that ignores it loses data.
+pub fn must_fail_whole_batch(
+    failures: &[BatchItemFailure],
+    whole_batch_failed: bool,
+    report_batch_item_failures: bool,
+) -> bool {
+    let has_failures = !failures.is_empty() || whole_batch_failed;
+    has_failures && (!report_batch_item_failures || whole_batch_failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
