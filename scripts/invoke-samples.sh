@@ -11,8 +11,11 @@
 # - Runs the function under `cargo lambda watch` (the project venv's
 #   cargo-lambda, installed by scripts/bootstrap.sh lambda if missing), in its
 #   own process group that is killed on exit, failure or Ctrl-C.
-# - TRUNCATEs logs and ingest_progress first, so the counts are the ones of a
-#   first invocation (the expected files assume an empty database).
+# - TRUNCATEs logs and ingest_progress before each ingest sample, so the
+#   counts are the ones of a first invocation (the expected files assume an
+#   empty database, and the AWS developer guide's examples all hold the same
+#   record: mytopic, partition 0, offset 15); the detect tables once, at
+#   the start (the detect samples build on each other in name order).
 # - Exits non-zero when any sample's counts differ or batchItemFailures is
 #   not empty.
 #
@@ -148,6 +151,8 @@ for f in "${samples[@]}"; do
   expected="${f%.json}.expected.json"
   out="$work/${name%.json}.response.json"
   err="$work/${name%.json}.invoke.err"
+  psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'TRUNCATE logs, ingest_progress' >/dev/null \
+    || die "cannot truncate logs and ingest_progress"
   start=$(date +%s)
   # In the background and waited for, so that Ctrl-C (which reaches only
   # this shell: timeout runs in its own process group) acts at once.

@@ -163,6 +163,7 @@ mod tests {
             value: value.map(<[u8]>::to_vec),
             headers: vec![],
             error: None,
+            key_error: None,
         }
     }
 

@@ -66,6 +66,7 @@ mod tests {
             value: Some(vec![b'x'; 20]),
             headers: vec![("log-format".into(), b"json".to_vec())],
             error: None,
+            key_error: None,
         }
     }
 

@@ -1,19 +1,52 @@
 //! The AWS Lambda Kafka event, decoded leniently and built faithfully.
 //!
-//! Shape (FACTS.md): `eventSource` is `aws:kafka` (MSK, with
-//! `eventSourceArn`) or `SelfManagedKafka` (self-managed, Confluent Cloud);
-//! `records` maps `"<topic>-<partition>"` to arrays of records whose `key`
-//! and `value` are base64 (either may be null) and whose `headers` are
+//! Shape: `eventSource` is `aws:kafka` (MSK, with `eventSourceArn`) or
+//! `SelfManagedKafka` (self-managed, Confluent Cloud); `records` maps
+//! `"<topic>-<partition>"` to arrays of records whose `key` and `value` are
+//! base64 (either may be null) and whose `headers` are
 //! `[{name: [signed bytes]}]`. Each record is decoded on its own: a record
 //! that cannot be decoded becomes an [`InputRecord`] carrying a
 //! [`RecordError`], to be dead-lettered, and never fails its neighbours.
+//!
+//! Leniency, and where it stops:
+//! - base64 is the standard alphabet; padding may be absent or short, and
+//!   non-zero trailing bits are accepted (the AWS developer guide's own
+//!   example key `abcDEFghiJKLmnoPQRstuVWXyz1234==` has them, and common
+//!   decoders such as Python's take it). Other characters, a wrong length or
+//!   excess padding are still rejected.
+//! - `partition`, `offset` and `timestamp` may be JSON integers, decimal
+//!   strings (`"0"`, as older examples in the AWS docs have it) or integral
+//!   floats (`15.0`, `"1.545084650987E12"`) up to 2^53 in magnitude, where a
+//!   float is still exact. Fractions, other text and other types are
+//!   unreadable.
+//! - A key that cannot be decoded never costs the value: the record is
+//!   decoded as usual with `key: None` and [`InputRecord::key_error`] set.
+//! - A record that cannot be used still carries every coordinate that could
+//!   be read, from its own fields or else from its `"<topic>-<partition>"`
+//!   map key, so its dead letter says where it came from.
 
 use std::collections::HashMap;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
+
+/// Decodes keys and values: see the module documentation. Encoding (for
+/// [`build_event`]) stays canonical.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The name ingest gives the stored record's attribute that marks a record
+/// whose key could not be decoded (see [`InputRecord::key_error`]).
+pub const KEY_UNDECODABLE_ATTRIBUTE: &str = "key_undecodable";
 
 /// The event as Lambda delivers it, with each record kept as raw JSON until
 /// it is decoded on its own.
@@ -53,11 +86,15 @@ pub struct DecodedEvent {
     /// still decoded (the shape is the same).
     pub source: Option<EventSource>,
     pub bootstrap_servers: Option<String>,
+    /// Which cluster the records come from, as one stable string (see
+    /// [`cluster_identity`]): the same cluster always gives the same value,
+    /// whatever the order or case of its broker list.
+    pub cluster: String,
     pub records: Vec<InputRecord>,
 }
 
 /// One record of the event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InputRecord {
     pub topic: String,
     pub partition: i32,
@@ -66,8 +103,14 @@ pub struct InputRecord {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
-    /// Set when the record's envelope could not be decoded.
+    /// Set when the record's envelope could not be decoded: the record
+    /// cannot be used and goes to the DLQ.
     pub error: Option<RecordError>,
+    /// Set when only the key could not be decoded. The record is otherwise
+    /// whole (`error` is `None` unless something else is wrong too) and is
+    /// processed as usual; `key` is `None` and this keeps the key as it
+    /// arrived, so the fact stays visible downstream.
+    pub key_error: Option<KeyError>,
 }
 
 impl InputRecord {
@@ -90,16 +133,17 @@ pub struct RecordError {
     pub message: String,
 }
 
-/// Lenient view of one record: every field optional, checked by hand.
-#[derive(Deserialize)]
-struct RawRecord {
-    topic: Option<String>,
-    partition: Option<i64>,
-    offset: Option<i64>,
-    timestamp: Option<i64>,
-    key: Option<String>,
-    value: Option<String>,
-    headers: Option<serde_json::Value>,
+/// Why a record's key could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct KeyError {
+    /// `invalid_base64` (a string that is not base64) or
+    /// `malformed_envelope` (not a string at all).
+    pub class: &'static str,
+    pub message: String,
+    /// The key as it arrived: the string itself, or the JSON text of a key
+    /// that is not a string.
+    pub raw: String,
 }
 
 impl KafkaEventPayload {
@@ -110,6 +154,10 @@ impl KafkaEventPayload {
             Some("SelfManagedKafka") => Some(EventSource::SelfManaged),
             _ => None,
         };
+        let cluster = cluster_identity(
+            self.event_source_arn.as_deref(),
+            self.bootstrap_servers.as_deref(),
+        );
         let mut records = Vec::new();
         for (key, list) in self.records {
             let (key_topic, key_partition) = split_partition_key(&key);
@@ -127,9 +175,62 @@ impl KafkaEventPayload {
         DecodedEvent {
             source,
             bootstrap_servers: self.bootstrap_servers,
+            cluster,
             records,
         }
     }
+}
+
+/// The identity of the cluster an event comes from:
+///
+/// - MSK: the cluster ARN from `eventSourceArn`, lowercased, as
+///   `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>` (a
+///   topic or group ARN of the cluster gives the same; anything after the
+///   UUID is dropped). Lowercasing merges nothing: the UUID alone is unique.
+///   An ARN of another shape is kept as it is, trimmed.
+/// - Otherwise the `bootstrapServers` list: entries trimmed, lowercased,
+///   sorted, deduplicated and joined with `,`. (Two different listener lists
+///   of one cluster are two identities; Lambda sends the list the mapping
+///   was configured with.)
+/// - `""` when the event names neither (hand-written events): they all share
+///   one identity.
+pub fn cluster_identity(event_source_arn: Option<&str>, bootstrap_servers: Option<&str>) -> String {
+    if let Some(arn) = event_source_arn.map(str::trim).filter(|a| !a.is_empty()) {
+        return normalize_kafka_arn(arn).unwrap_or_else(|| arn.to_string());
+    }
+    let mut servers: Vec<String> = bootstrap_servers
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers.join(",")
+}
+
+/// `arn:aws:kafka:us-east-1:123456789012:topic/name/uuid/t` →
+/// `arn:aws:kafka:us-east-1:123456789012:cluster/name/uuid`; `None` when the
+/// ARN is not an MSK resource ARN.
+fn normalize_kafka_arn(arn: &str) -> Option<String> {
+    let lower = arn.to_ascii_lowercase();
+    let fields: Vec<&str> = lower.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = fields[..] else {
+        return None;
+    };
+    if prefix != "arn" || service != "kafka" || partition.is_empty() {
+        return None;
+    }
+    let mut parts = resource.split('/');
+    let kind = parts.next()?;
+    let name = parts.next().filter(|s| !s.is_empty())?;
+    let uuid = parts.next().filter(|s| !s.is_empty())?;
+    if !matches!(kind, "cluster" | "topic" | "group" | "transactional-id") {
+        return None;
+    }
+    Some(format!(
+        "arn:{partition}:kafka:{region}:{account}:cluster/{name}/{uuid}"
+    ))
 }
 
 /// `"log-ingestion-3"` → `("log-ingestion", Some(3))`.
@@ -143,6 +244,32 @@ fn split_partition_key(key: &str) -> (&str, Option<i32>) {
     }
 }
 
+/// What a record's field holds.
+enum Field<T> {
+    /// Absent or `null`.
+    Missing,
+    Unreadable,
+    Read(T),
+}
+
+/// An integer as other encoders write one: see the module documentation.
+fn lenient_i64(field: Option<&Value>) -> Field<i64> {
+    // Every integer up to 2^53 in magnitude is exact in a double.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let integral =
+        |f: f64| (f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64);
+    let read = match field {
+        None | Some(Value::Null) => return Field::Missing,
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().and_then(integral)),
+        Some(Value::String(s)) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<f64>().ok().and_then(integral)),
+        Some(_) => None,
+    };
+    read.map_or(Field::Unreadable, Field::Read)
+}
+
 fn decode_record(
     raw: &RawValue,
     key_topic: &str,
@@ -153,55 +280,96 @@ fn decode_record(
         topic: key_topic.to_string(),
         partition: key_partition.unwrap_or(-1),
         offset: -1,
-        timestamp_ms: 0,
-        key: None,
-        value: None,
-        headers: Vec::new(),
-        error: None,
+        ..InputRecord::default()
     };
-    let parsed: RawRecord = match serde_json::from_str(raw.get()) {
-        Ok(r) => r,
-        Err(e) => {
+    let mut fields = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(map)) => map,
+        _ => {
             record.value = Some(raw.get().as_bytes().to_vec());
             record.error = Some(malformed(format!(
-                "record #{index} is not a Kafka record: {e}"
+                "record #{index} is not a Kafka record (not a JSON object)"
             )));
             return record;
         }
     };
-    if let Some(t) = parsed.topic.filter(|t| !t.is_empty()) {
+    let mut problems = Vec::new();
+    if let Some(Value::String(t)) = fields.remove("topic")
+        && !t.is_empty()
+    {
         record.topic = t;
     }
-    if let Some(p) = parsed.partition.and_then(|p| i32::try_from(p).ok()) {
-        record.partition = p;
+    if record.topic.is_empty() {
+        problems.push(malformed(format!("record #{index} has no topic")));
     }
-    record.timestamp_ms = parsed.timestamp.unwrap_or(0);
-    let mut problems = Vec::new();
-    match parsed.offset {
-        Some(o) if o >= 0 => record.offset = o,
-        _ => problems.push(malformed(format!("record #{index} has no valid offset"))),
+    // The map key names the partition too; Lambda always files a record
+    // under its own partition, so the key stands in for a bad field.
+    if let Field::Read(p) = lenient_i64(fields.get("partition"))
+        && let Ok(p) = i32::try_from(p)
+        && p >= 0
+    {
+        record.partition = p;
     }
     if record.partition < 0 {
         problems.push(malformed(format!("record #{index} has no valid partition")));
     }
-    match decode_base64("value", parsed.value.as_deref()) {
-        Ok(v) => record.value = v,
-        Err(e) => {
-            // Keep the undecodable text itself so the DLQ holds what arrived.
-            record.value = parsed.value.map(String::into_bytes);
-            problems.push(e);
+    match lenient_i64(fields.get("offset")) {
+        Field::Read(o) if o >= 0 => record.offset = o,
+        _ => problems.push(malformed(format!("record #{index} has no valid offset"))),
+    }
+    match lenient_i64(fields.get("timestamp")) {
+        Field::Read(t) => record.timestamp_ms = t,
+        // Kafka itself allows records without a timestamp.
+        Field::Missing => {}
+        Field::Unreadable => problems.push(malformed(format!(
+            "record #{index} has an unreadable timestamp"
+        ))),
+    }
+    match fields.remove("value") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
+            Ok(v) => record.value = Some(v),
+            Err(e) => {
+                // Keep the undecodable text itself so the DLQ holds what arrived.
+                record.value = Some(text.into_bytes());
+                problems.push(RecordError {
+                    class: "invalid_base64",
+                    message: format!("record value is not valid base64: {e}"),
+                });
+            }
+        },
+        Some(_) => {
+            record.value = Some(raw.get().as_bytes().to_vec());
+            problems.push(malformed(format!(
+                "record #{index} has a value that is not a string"
+            )));
         }
     }
-    match decode_base64("key", parsed.key.as_deref()) {
-        Ok(k) => record.key = k,
-        Err(e) => {
-            record.key = parsed.key.map(String::into_bytes);
-            problems.push(e);
+    match fields.remove("key") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
+            Ok(k) => record.key = Some(k),
+            Err(e) => {
+                record.key_error = Some(KeyError {
+                    class: "invalid_base64",
+                    message: format!("record key is not valid base64: {e}"),
+                    raw: text,
+                });
+            }
+        },
+        Some(other) => {
+            record.key_error = Some(KeyError {
+                class: "malformed_envelope",
+                message: "record key is not a string".into(),
+                raw: other.to_string(),
+            });
         }
     }
-    match parsed.headers.map(decode_headers).transpose() {
-        Ok(h) => record.headers = h.unwrap_or_default(),
-        Err(e) => problems.push(e),
+    match fields.remove("headers") {
+        None | Some(Value::Null) => {}
+        Some(h) => match decode_headers(h) {
+            Ok(h) => record.headers = h,
+            Err(e) => problems.push(e),
+        },
     }
     record.error = problems.into_iter().next();
     record
@@ -214,30 +382,20 @@ fn malformed(message: String) -> RecordError {
     }
 }
 
-fn decode_base64(field: &str, text: Option<&str>) -> Result<Option<Vec<u8>>, RecordError> {
-    match text {
-        None => Ok(None),
-        Some(t) => BASE64.decode(t).map(Some).map_err(|e| RecordError {
-            class: "invalid_base64",
-            message: format!("record {field} is not valid base64: {e}"),
-        }),
-    }
-}
-
 /// `[{"name": [104, -61, -87]}, ...]` → `[("name", bytes)]`. Byte values may
 /// be signed (as Lambda sends them) or unsigned.
-fn decode_headers(value: serde_json::Value) -> Result<Vec<(String, Vec<u8>)>, RecordError> {
+fn decode_headers(value: Value) -> Result<Vec<(String, Vec<u8>)>, RecordError> {
     let bad = |why: &str| malformed(format!("record headers are malformed: {why}"));
-    let serde_json::Value::Array(list) = value else {
+    let Value::Array(list) = value else {
         return Err(bad("not an array"));
     };
     let mut headers = Vec::new();
     for entry in list {
-        let serde_json::Value::Object(map) = entry else {
+        let Value::Object(map) = entry else {
             return Err(bad("an entry is not an object"));
         };
         for (name, bytes) in map {
-            let serde_json::Value::Array(bytes) = bytes else {
+            let Value::Array(bytes) = bytes else {
                 return Err(bad("a header value is not a byte array"));
             };
             let mut out = Vec::with_capacity(bytes.len());
@@ -449,6 +607,298 @@ mod tests {
             event.records[4].headers.is_empty(),
             "missing headers are fine"
         );
+    }
+
+    fn decode_str(json: &str) -> DecodedEvent {
+        serde_json::from_str::<KafkaEventPayload>(json)
+            .unwrap()
+            .decode()
+    }
+
+    const AWS_MSK: &str = include_str!("../../../events/ingest/aws-docs-msk.json");
+    const AWS_SELF_MANAGED: &str =
+        include_str!("../../../events/ingest/aws-docs-self-managed.json");
+    const AWS_MSK_OLDER: &str = include_str!("../../../events/ingest/aws-docs-msk-older.json");
+    const DOCS_CLUSTER: &str = "arn:aws:kafka:us-east-1:123456789012:cluster/vpc-2priv-2pub/751d2973-a626-431c-9d4e-d7975eb44dd7-2";
+    const DOCS_BROKERS: &str = "b-1.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092,\
+        b-2.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092";
+
+    /// The one record of the AWS developer guide's examples, as decoded.
+    fn assert_docs_record(event: &DecodedEvent) {
+        assert_eq!(event.records.len(), 1);
+        let r = &event.records[0];
+        assert_eq!(r.error, None);
+        assert_eq!(r.key_error, None);
+        assert_eq!(r.value.as_deref(), Some(&b"Hello, this is a test."[..]));
+        assert_eq!(
+            (r.topic.as_str(), r.partition, r.offset, r.timestamp_ms),
+            ("mytopic", 0, 15, 1_545_084_650_987)
+        );
+        // 30 base64 digits with non-zero trailing bits: 22 bytes.
+        assert_eq!(r.key.as_ref().map(Vec::len), Some(22));
+        assert_eq!(r.header("headerKey"), Some(&b"headerValue"[..]));
+    }
+
+    #[test]
+    fn the_aws_docs_msk_example_decodes_whole() {
+        let event = decode_str(AWS_MSK);
+        assert_eq!(event.source, Some(EventSource::Msk));
+        assert_eq!(event.cluster, DOCS_CLUSTER);
+        assert_docs_record(&event);
+    }
+
+    #[test]
+    fn the_aws_docs_self_managed_example_decodes_whole() {
+        let event = decode_str(AWS_SELF_MANAGED);
+        assert_eq!(event.source, Some(EventSource::SelfManaged));
+        assert_eq!(event.cluster, DOCS_BROKERS, "sorted broker list");
+        assert_docs_record(&event);
+    }
+
+    #[test]
+    fn the_older_aws_docs_example_with_a_string_partition_decodes_whole() {
+        assert!(AWS_MSK_OLDER.contains(r#""partition":"0""#));
+        let event = decode_str(AWS_MSK_OLDER);
+        assert_eq!(event.cluster, DOCS_CLUSTER);
+        assert_docs_record(&event);
+    }
+
+    #[test]
+    fn base64_with_loose_padding_or_trailing_bits_decodes_and_garbage_does_not() {
+        for (text, bytes) in [
+            ("aGk=", &b"hi"[..]),
+            ("aGk", b"hi"),
+            ("aGl=", b"hi"), // non-zero trailing bits
+            ("aQ==", b"i"),
+            ("aQ=", b"i"),
+            ("aR==", b"i"),
+            ("", b""),
+        ] {
+            assert_eq!(
+                LENIENT_BASE64.decode(text).ok().as_deref(),
+                Some(bytes),
+                "{text:?}"
+            );
+        }
+        for garbage in [
+            "!!notbase64",
+            "a",
+            "aGk==",
+            "aG=k",
+            "aGk-",
+            "aG_k",
+            "aGk =",
+            "a\nGk=",
+        ] {
+            assert!(LENIENT_BASE64.decode(garbage).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_may_be_strings_or_integral_floats() {
+        let read = |v: serde_json::Value| match lenient_i64(Some(&v)) {
+            Field::Read(n) => Some(n),
+            Field::Unreadable => None,
+            Field::Missing => panic!("{v} is there"),
+        };
+        use serde_json::json;
+        assert_eq!(read(json!(15)), Some(15));
+        assert_eq!(read(json!("15")), Some(15));
+        assert_eq!(read(json!("-1")), Some(-1));
+        assert_eq!(read(json!(15.0)), Some(15));
+        assert_eq!(read(json!("1.545084650987E12")), Some(1_545_084_650_987));
+        assert_eq!(read(json!(9_007_199_254_740_992.0_f64)), Some(1 << 53));
+        for bad in [
+            json!(15.5),
+            json!("15.5"),
+            json!("fifteen"),
+            json!(""),
+            json!(" 15"),
+            json!("NaN"),
+            json!("inf"),
+            json!(1e300),
+            json!(u64::MAX),
+            json!(true),
+            json!([15]),
+        ] {
+            assert_eq!(read(bad.clone()), None, "{bad}");
+        }
+        assert!(matches!(lenient_i64(None), Field::Missing));
+        assert!(matches!(
+            lenient_i64(Some(&serde_json::Value::Null)),
+            Field::Missing
+        ));
+    }
+
+    #[test]
+    fn an_undecodable_key_never_costs_the_value() {
+        let event = decode(serde_json::json!({
+            "eventSource": "SelfManagedKafka",
+            "records": {"t-0": [
+                {"topic":"t","partition":0,"offset":1,"timestamp":5,"key":"not base64!!","value":"aGk="},
+                {"topic":"t","partition":0,"offset":2,"timestamp":5,"key":{"id":7},"value":"aGk="},
+                {"topic":"t","partition":0,"offset":3,"timestamp":5,"key":"not base64!!","value":"!!"},
+                {"topic":"t","partition":0,"offset":4,"timestamp":5,"key":"a2V5","value":"aGk="}
+            ]}
+        }));
+        let r = &event.records;
+        assert_eq!((r[0].error.as_ref(), r[0].key.as_ref()), (None, None));
+        assert_eq!(r[0].value.as_deref(), Some(&b"hi"[..]));
+        let e = r[0].key_error.as_ref().expect("the key is marked");
+        assert_eq!(
+            (e.class, e.raw.as_str()),
+            ("invalid_base64", "not base64!!")
+        );
+        assert!(e.message.contains("key"), "{}", e.message);
+
+        assert_eq!(r[1].error, None);
+        assert_eq!(r[1].value.as_deref(), Some(&b"hi"[..]));
+        let e = r[1].key_error.as_ref().expect("the key is marked");
+        assert_eq!(
+            (e.class, e.raw.as_str()),
+            ("malformed_envelope", r#"{"id":7}"#)
+        );
+
+        // A bad value is still a bad record; the key is marked as well.
+        assert_eq!(r[2].error.as_ref().map(|e| e.class), Some("invalid_base64"));
+        assert!(r[2].key_error.is_some());
+
+        assert_eq!(
+            (r[3].key.as_deref(), &r[3].key_error),
+            (Some(&b"key"[..]), &None)
+        );
+    }
+
+    #[test]
+    fn a_malformed_record_keeps_every_coordinate_that_can_be_read() {
+        let event = decode(serde_json::json!({
+            "records": {
+                "orders-3": [
+                    // Bad value, coordinates as strings.
+                    {"topic":"orders","partition":"3","offset":"41","timestamp":"1545084650987","value":"!!"},
+                    // Bad partition field: the map key stands in.
+                    {"topic":"orders","partition":"three","offset":42,"timestamp":1.545084650988e12,"value":"aGk="},
+                    // No offset: only what is there.
+                    {"partition":3,"timestamp":"1545084650989","value":"aGk="},
+                    // Not an object: the map key is all there is.
+                    [1, 2, 3],
+                    // A value that is not a string: the record is kept whole.
+                    {"topic":"orders","partition":3,"offset":44,"timestamp":7,"value":{"a":1}},
+                    // An unreadable timestamp is not invented.
+                    {"topic":"orders","partition":3,"offset":45,"timestamp":"soon","value":"aGk="}
+                ],
+                "oddly-named": [
+                    {"topic":"events","partition":"1","offset":"9","timestamp":"3","value":"aGk=","headers":7}
+                ]
+            }
+        }));
+        let coords: Vec<(&str, i32, i64, i64, Option<&str>)> = event
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r.topic.as_str(),
+                    r.partition,
+                    r.offset,
+                    r.timestamp_ms,
+                    r.error.as_ref().map(|e| e.class),
+                )
+            })
+            .collect();
+        assert_eq!(
+            coords,
+            vec![
+                ("events", 1, 9, 3, Some("malformed_envelope")),
+                // Equal keys keep their order in the event.
+                (
+                    "orders",
+                    3,
+                    -1,
+                    1_545_084_650_989,
+                    Some("malformed_envelope")
+                ),
+                ("orders", 3, -1, 0, Some("malformed_envelope")),
+                ("orders", 3, 41, 1_545_084_650_987, Some("invalid_base64")),
+                ("orders", 3, 42, 1_545_084_650_988, None),
+                ("orders", 3, 44, 7, Some("malformed_envelope")),
+                ("orders", 3, 45, 0, Some("malformed_envelope")),
+            ]
+        );
+        let r = &event.records;
+        assert_eq!(r[1].value.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(
+            r[2].value.as_deref(),
+            Some(&b"[1,2,3]"[..]),
+            "raw text kept"
+        );
+        assert_eq!(r[3].value.as_deref(), Some(&b"!!"[..]));
+        let whole: serde_json::Value =
+            serde_json::from_slice(r[5].value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            whole["value"],
+            serde_json::json!({"a": 1}),
+            "raw record kept"
+        );
+        assert!(r[6].error.as_ref().unwrap().message.contains("timestamp"));
+    }
+
+    #[test]
+    fn a_record_without_any_partition_is_malformed() {
+        let event = decode(serde_json::json!({
+            "records": {"weird": [{"topic":"t","offset":1,"timestamp":1,"value":"aGk="}]}
+        }));
+        let r = &event.records[0];
+        assert_eq!((r.topic.as_str(), r.partition, r.offset), ("t", -1, 1));
+        assert!(r.error.as_ref().unwrap().message.contains("partition"));
+    }
+
+    #[test]
+    fn the_cluster_is_the_msk_arn_or_the_normalized_broker_list() {
+        let id = cluster_identity;
+        // Order, case, spaces and repeats of the broker list do not matter.
+        let a = id(None, Some("B-2.example.com:9092,b-1.example.com:9092"));
+        assert_eq!(a, "b-1.example.com:9092,b-2.example.com:9092");
+        for same in [
+            " b-1.example.com:9092 , b-2.EXAMPLE.com:9092 ",
+            "b-2.example.com:9092,b-1.example.com:9092,b-1.example.com:9092,",
+        ] {
+            assert_eq!(id(None, Some(same)), a, "{same:?}");
+        }
+        assert_ne!(
+            id(None, Some("b-1.example.com:9096,b-2.example.com:9096")),
+            a
+        );
+        // MSK: the cluster ARN, whatever the case, or a topic ARN of it.
+        let arn = "arn:aws:kafka:us-east-1:123456789012:cluster/Demo-Cluster/751D2973-a626-431c-9d4e-d7975eb44dd7-2";
+        let want = "arn:aws:kafka:us-east-1:123456789012:cluster/demo-cluster/751d2973-a626-431c-9d4e-d7975eb44dd7-2";
+        assert_eq!(id(Some(arn), Some("b-1:9098")), want);
+        assert_eq!(id(Some(format!(" {arn} ").as_str()), None), want);
+        assert_eq!(
+            id(
+                Some(
+                    "arn:aws:kafka:us-east-1:123456789012:topic/demo-cluster/751d2973-a626-431c-9d4e-d7975eb44dd7-2/orders"
+                ),
+                None
+            ),
+            want
+        );
+        assert_eq!(
+            id(
+                Some("arn:aws-cn:kafka:cn-north-1:123456789012:cluster/c/u"),
+                None
+            ),
+            "arn:aws-cn:kafka:cn-north-1:123456789012:cluster/c/u"
+        );
+        // Not an MSK resource ARN: kept as it is.
+        assert_eq!(
+            id(Some("arn:aws:kafka:us-east-1:1:cluster/only-name"), None),
+            "arn:aws:kafka:us-east-1:1:cluster/only-name"
+        );
+        assert_eq!(id(Some("Something-Else"), Some("b:1")), "Something-Else");
+        // Blank ARN: the broker list; neither: empty.
+        assert_eq!(id(Some("  "), Some("b:1")), "b:1");
+        assert_eq!(id(None, None), "");
+        assert_eq!(id(None, Some(" , ")), "");
     }
 
     #[test]
