@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use logpipe_secrets::{KafkaSecret, SecretsCache};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::settings::{KafkaSettings, SaslCredentials};
@@ -30,10 +30,18 @@ pub enum PublishErrorKind {
     AuthFailed,
     TopicMissing,
     TooLarge,
+    ProducerFenced,
     Config,
     Other,
 }
 
+/// Why a message was not published.
+///
+/// Transient or permanent: [`PublishError::is_transient`] is the one answer
+/// for publishing. Only [`PublishError::TooLarge`] is permanent (the broker
+/// will never take that message); every other kind is transient — an
+/// unreachable broker comes back, an operator fixes credentials or creates
+/// the topic, and a fenced producer is replaced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PublishError {
     #[error("Kafka broker unreachable ({servers}) while publishing to {topic}: {detail}")]
@@ -54,6 +62,18 @@ pub enum PublishError {
     TopicMissing { servers: String, topic: String },
     #[error("message for {topic} is larger than the broker accepts: {detail}")]
     TooLarge { topic: String, detail: String },
+    /// The broker no longer accepts this producer's idempotence state: it
+    /// was fenced, its producer id or epoch is unknown (a broker that
+    /// restarted empty, producer state expired while a sandbox was frozen),
+    /// its sequence numbers are out of step, or librdkafka raised a fatal
+    /// error. Every later send on that producer fails the same way; a new
+    /// producer succeeds, so `publish_all` rebuilds it and sends again.
+    #[error("Kafka producer fenced ({servers}) while publishing to {topic}: {detail}")]
+    ProducerFenced {
+        servers: String,
+        topic: String,
+        detail: String,
+    },
     #[error("Kafka client configuration failed: {0}")]
     Config(String),
     #[error("publishing to {topic} failed: {detail}")]
@@ -67,6 +87,7 @@ impl PublishError {
             PublishError::AuthFailed { .. } => PublishErrorKind::AuthFailed,
             PublishError::TopicMissing { .. } => PublishErrorKind::TopicMissing,
             PublishError::TooLarge { .. } => PublishErrorKind::TooLarge,
+            PublishError::ProducerFenced { .. } => PublishErrorKind::ProducerFenced,
             PublishError::Config(_) => PublishErrorKind::Config,
             PublishError::Other { .. } => PublishErrorKind::Other,
         }
@@ -79,7 +100,8 @@ impl PublishError {
         !matches!(self, PublishError::TooLarge { .. })
     }
 
-    fn classify(servers: &str, topic: &str, err: &KafkaError) -> Self {
+    /// The error for a failed send or delivery.
+    pub fn classify(servers: &str, topic: &str, err: &KafkaError) -> Self {
         let servers = servers.to_string();
         let topic = topic.to_string();
         let detail = err.to_string();
@@ -116,9 +138,53 @@ impl PublishError {
             Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => {
                 PublishError::TooLarge { topic, detail }
             }
+            Some(code) if producer_state_lost(code) => PublishError::ProducerFenced {
+                servers,
+                topic,
+                detail,
+            },
             _ => PublishError::Other { topic, detail },
         }
     }
+
+    /// The error for a message that failed on a producer librdkafka has
+    /// declared dead (`fatal_error()`). Such a producer purges its queue
+    /// (`PurgeQueue`) and fails the rest, so a timeout or an unexplained
+    /// failure is the dead producer's doing and a new producer can send the
+    /// message. Errors with a cause of their own keep it.
+    fn on_dead_producer(self, servers: &str, code: RDKafkaErrorCode, reason: &str) -> Self {
+        let (topic, detail) = match self {
+            PublishError::BrokerUnreachable { topic, detail, .. }
+            | PublishError::Other { topic, detail } => (topic, detail),
+            PublishError::Config(detail) => (String::new(), detail),
+            e => return e,
+        };
+        PublishError::ProducerFenced {
+            servers: servers.to_string(),
+            topic,
+            detail: format!("{detail}; producer fatal error {code:?}: {reason}"),
+        }
+    }
+}
+
+/// Error codes that mean the broker no longer accepts this producer's
+/// idempotent (or transactional) state, so every later send on the same
+/// producer fails too.
+fn producer_state_lost(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::ProducerFenced
+            | C::InvalidProducerEpoch
+            | C::UnknownProducerId
+            | C::OutOfOrderSequenceNumber
+            | C::InvalidProducerIdMapping
+            | C::InvalidTransactionalState
+            | C::Fatal
+            | C::Fenced
+            | C::GaplessGuarantee
+            | C::Inconsistent
+    )
 }
 
 /// Where a message landed.
@@ -128,11 +194,34 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// How many times one `publish_all` call may replace a fenced producer and
+/// send the fenced messages again. One covers a broker that forgot the
+/// producer id; the second covers a new producer that met the same broker
+/// before it settled (or another call's rebuild racing this one). A producer
+/// fenced beyond that is left to the next call, so a broker that keeps
+/// refusing costs this invocation a few round trips, not its timeout.
+pub const MAX_REBUILDS_PER_CALL: usize = 2;
+
 pub struct Publisher {
     settings: KafkaSettings,
     secrets: Option<Arc<SecretsCache>>,
     message_timeout: Duration,
-    producer: RwLock<FutureProducer>,
+    /// The producer and its generation: a rebuild bumps the generation, so
+    /// concurrent calls that saw the same dead producer replace it once.
+    producer: RwLock<(u64, FutureProducer)>,
+}
+
+/// A message not yet sent (its builder) or to be sent again (as built).
+enum Pending<F> {
+    Build(F),
+    Built(OutMessage),
+}
+
+/// One send's outcome; a failed message comes back when sending it again
+/// could succeed.
+struct Attempt {
+    result: Result<Delivered, PublishError>,
+    returned: Option<OutMessage>,
 }
 
 impl Publisher {
@@ -150,7 +239,7 @@ impl Publisher {
             settings,
             secrets,
             message_timeout,
-            producer: RwLock::new(producer),
+            producer: RwLock::new((0, producer)),
         })
     }
 
@@ -158,7 +247,12 @@ impl Publisher {
         &self.settings.bootstrap_servers
     }
 
-    fn producer(&self) -> FutureProducer {
+    /// How many times the producer has been replaced since [`new`](Self::new).
+    pub fn rebuilds(&self) -> u64 {
+        self.current().0
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
         // FutureProducer is a cheap handle (Arc inside); a poisoned lock only
         // means a panic elsewhere while swapping, and the old value is fine.
         match self.producer.read() {
@@ -167,83 +261,104 @@ impl Publisher {
         }
     }
 
+    fn producer(&self) -> FutureProducer {
+        self.current().1
+    }
+
     /// Publishes every message concurrently and waits for each delivery.
     /// Results are in the order of `messages`.
     ///
     /// Messages are given as builders, called one at a time just before the
     /// message is queued and dropped as soon as librdkafka has copied it, so
     /// a large batch never sits in memory twice.
+    ///
+    /// A message that fails because the producer was fenced
+    /// ([`PublishError::ProducerFenced`]) is sent again on a new producer
+    /// within this call, at most [`MAX_REBUILDS_PER_CALL`] times; librdkafka
+    /// hands the failed message back with its delivery report, so nothing is
+    /// kept for that. A fenced message may have reached the log already, so
+    /// the resend can duplicate it (at least once; consumers dedupe by id).
+    /// Messages that failed otherwise are not sent again here.
     pub async fn publish_all<F>(&self, messages: Vec<F>) -> Vec<Result<Delivered, PublishError>>
     where
         F: FnOnce() -> OutMessage,
     {
-        let producer = self.producer();
         let servers = self.settings.bootstrap_servers.as_str();
-        let sends = messages.into_iter().map(|build| {
-            let producer = &producer;
-            async move {
-                let m = build();
-                let topic = m.topic.clone();
-                let delivery = loop {
-                    let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-                    for (name, value) in &m.headers {
-                        headers = headers.insert(Header {
-                            key: name,
-                            value: Some(value),
-                        });
+        let mut results: Vec<Option<Result<Delivered, PublishError>>> =
+            std::iter::repeat_with(|| None)
+                .take(messages.len())
+                .collect();
+        let mut pending: Vec<(usize, Pending<F>)> = messages
+            .into_iter()
+            .map(Pending::Build)
+            .enumerate()
+            .collect();
+        let mut rebuilds = 0;
+        while !pending.is_empty() {
+            let (generation, producer) = self.current();
+            let sends = pending.into_iter().map(|(i, message)| {
+                let producer = &producer;
+                async move { (i, send(producer, servers, message).await) }
+            });
+            let attempts = join_all(sends).await;
+            let fatal = producer.client().fatal_error();
+            if let Some((code, reason)) = &fatal {
+                tracing::warn!(?code, %reason, "Kafka producer hit a fatal error");
+            }
+            let may_resend = rebuilds < MAX_REBUILDS_PER_CALL;
+            pending = Vec::new();
+            for (i, attempt) in attempts {
+                let result = match (attempt.result, &fatal) {
+                    (Err(e), Some((code, reason))) => {
+                        Err(e.on_dead_producer(servers, *code, reason))
                     }
-                    let mut record: FutureRecord<'_, [u8], [u8]> =
-                        FutureRecord::to(&m.topic).headers(headers);
-                    if let Some(k) = &m.key {
-                        record = record.key(k.as_slice());
-                    }
-                    if let Some(p) = &m.payload {
-                        record = record.payload(p.as_slice());
-                    }
-                    match producer.send_result(record) {
-                        Ok(delivery) => break Ok(delivery),
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                            // librdkafka's queue is full: let it drain.
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err((e, _)) => break Err(e),
-                    }
+                    (r, _) => r,
                 };
-                drop(m);
-                match delivery {
-                    Ok(delivery) => match delivery.await {
-                        Ok(Ok(d)) => Ok(Delivered {
-                            partition: d.partition,
-                            offset: d.offset,
-                        }),
-                        Ok(Err((e, _))) => Err(PublishError::classify(servers, &topic, &e)),
-                        Err(_cancelled) => Err(PublishError::Other {
-                            topic,
-                            detail: "the producer was dropped before delivery".into(),
-                        }),
-                    },
-                    Err(e) => Err(PublishError::classify(servers, &topic, &e)),
+                match (result, attempt.returned) {
+                    (Err(e @ PublishError::ProducerFenced { .. }), Some(m)) if may_resend => {
+                        results[i] = Some(Err(e));
+                        pending.push((i, Pending::Built(m)));
+                    }
+                    (r, _) => results[i] = Some(r),
                 }
             }
-        });
-        let results = join_all(sends).await;
+            drop(producer);
+            if pending.is_empty() {
+                break;
+            }
+            rebuilds += 1;
+            tracing::warn!(
+                messages = pending.len(),
+                rebuild = rebuilds,
+                "Kafka producer fenced (producer id or epoch no longer valid on the broker); sending again on a new producer"
+            );
+            if !self.rebuild_from(generation, false).await {
+                // No new producer: the fenced results stand.
+                break;
+            }
+        }
+        let results: Vec<Result<Delivered, PublishError>> = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(PublishError::Other {
+                        topic: String::new(),
+                        detail: "message was not sent".into(),
+                    })
+                })
+            })
+            .collect();
         let auth_failed = results
             .iter()
             .any(|r| matches!(r, Err(PublishError::AuthFailed { .. })));
         let topic_missing = results
             .iter()
             .any(|r| matches!(r, Err(PublishError::TopicMissing { .. })));
-        // An idempotent producer that lost its producer id (a broker that
-        // restarted empty, fenced epochs) is dead for good: every later send
-        // fails. Only a new producer recovers.
-        let fatal = producer.client().fatal_error();
-        if let Some((code, reason)) = &fatal {
-            tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; building a new one");
-        }
-        if auth_failed || topic_missing || fatal.is_some() {
+        if auth_failed || topic_missing {
             // A fresh producer re-reads rotated credentials and forgets
             // librdkafka's cached "unknown topic", so the retry can succeed as
-            // soon as an operator has fixed things.
+            // soon as an operator has fixed things. (A producer still fenced
+            // here is replaced by the next call, which sees it fenced.)
             self.rebuild(auth_failed).await;
         }
         results
@@ -251,6 +366,16 @@ impl Publisher {
 
     /// Replaces the producer, re-reading the secret when asked.
     pub async fn rebuild(&self, refresh_secret: bool) {
+        let generation = self.current().0;
+        self.rebuild_from(generation, refresh_secret).await;
+    }
+
+    /// Replaces the producer of `generation`, unless another call already
+    /// has. False when no new producer could be built.
+    async fn rebuild_from(&self, generation: u64, refresh_secret: bool) -> bool {
+        if self.current().0 != generation {
+            return true;
+        }
         let refresh_secret =
             refresh_secret && matches!(self.settings.credentials, SaslCredentials::Secret { .. });
         match build_producer(
@@ -262,16 +387,23 @@ impl Publisher {
         .await
         {
             Ok(p) => {
-                tracing::warn!(
-                    refresh_secret,
-                    "rebuilt the Kafka producer after a failed publish"
-                );
-                match self.producer.write() {
-                    Ok(mut guard) => *guard = p,
-                    Err(poisoned) => *poisoned.into_inner() = p,
+                let mut guard = match self.producer.write() {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if guard.0 == generation {
+                    *guard = (generation + 1, p);
+                    tracing::warn!(
+                        refresh_secret,
+                        "rebuilt the Kafka producer after a failed publish"
+                    );
                 }
+                true
             }
-            Err(error) => tracing::error!(%error, "could not rebuild the Kafka producer"),
+            Err(error) => {
+                tracing::error!(%error, "could not rebuild the Kafka producer");
+                false
+            }
         }
     }
 
@@ -313,6 +445,93 @@ impl Publisher {
     }
 }
 
+/// Queues one message (waiting while librdkafka's queue is full) and waits
+/// for its delivery report.
+async fn send<F>(producer: &FutureProducer, servers: &str, message: Pending<F>) -> Attempt
+where
+    F: FnOnce() -> OutMessage,
+{
+    let m = match message {
+        Pending::Build(build) => build(),
+        Pending::Built(m) => m,
+    };
+    let queued = loop {
+        let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+        for (name, value) in &m.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic).headers(headers);
+        if let Some(k) = &m.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &m.payload {
+            record = record.payload(p.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => break Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // librdkafka's queue is full: let it drain.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => break Err(e),
+        }
+    };
+    let delivery = match queued {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            // Not queued: the message is still ours to send again.
+            let result = Err(PublishError::classify(servers, &m.topic, &e));
+            return Attempt {
+                result,
+                returned: Some(m),
+            };
+        }
+    };
+    // librdkafka has its own copy now (and returns it on failure).
+    let topic = m.topic.clone();
+    drop(m);
+    match delivery.await {
+        Ok(Ok(d)) => Attempt {
+            result: Ok(Delivered {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            returned: None,
+        },
+        Ok(Err((e, failed))) => Attempt {
+            result: Err(PublishError::classify(servers, &topic, &e)),
+            returned: Some(out_message(&failed)),
+        },
+        Err(_cancelled) => Attempt {
+            result: Err(PublishError::Other {
+                topic,
+                detail: "the producer was dropped before delivery".into(),
+            }),
+            returned: None,
+        },
+    }
+}
+
+/// The message a failed delivery report carries, as it was given.
+fn out_message(failed: &OwnedMessage) -> OutMessage {
+    OutMessage {
+        topic: failed.topic().to_string(),
+        key: failed.key().map(<[u8]>::to_vec),
+        payload: failed.payload().map(<[u8]>::to_vec),
+        headers: failed
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 async fn build_producer(
     settings: &KafkaSettings,
     secrets: Option<&SecretsCache>,
@@ -339,13 +558,13 @@ async fn build_producer(
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("compression.type", env_or("KAFKA_COMPRESSION", "lz4"))
-        .set("linger.ms", env_or("KAFKA_LINGER_MS", "5"))
+        .set("compression.type", settings.compression.as_str())
+        .set("linger.ms", settings.linger_ms.to_string())
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "100000")
         .set(
             "queue.buffering.max.kbytes",
-            env_or("KAFKA_QUEUE_MAX_KBYTES", "65536"),
+            settings.queue_max_kbytes.to_string(),
         )
         .set(
             "message.timeout.ms",
@@ -358,10 +577,127 @@ async fn build_producer(
         .map_err(|e| PublishError::Config(e.to_string()))
 }
 
-/// A producer tuning knob from the environment.
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn delivery_error(code: RDKafkaErrorCode) -> PublishError {
+        let err = KafkaError::MessageProduction(code);
+        PublishError::classify("b:9092", "alerts", &err)
+    }
+
+    #[test]
+    fn lost_producer_state_is_a_fenced_producer_and_transient() {
+        use RDKafkaErrorCode as C;
+        for code in [
+            C::ProducerFenced,
+            C::InvalidProducerEpoch,
+            C::UnknownProducerId,
+            C::OutOfOrderSequenceNumber,
+            C::InvalidProducerIdMapping,
+            C::InvalidTransactionalState,
+            C::Fatal,
+            C::Fenced,
+            C::GaplessGuarantee,
+        ] {
+            let e = delivery_error(code);
+            assert_eq!(e.kind(), PublishErrorKind::ProducerFenced, "{code:?}: {e}");
+            assert!(e.is_transient(), "{code:?}");
+            assert!(e.to_string().contains("alerts"), "{e}");
+        }
+    }
+
+    #[test]
+    fn other_delivery_errors_keep_their_kind() {
+        use RDKafkaErrorCode as C;
+        let cases = [
+            (
+                C::MessageTimedOut,
+                PublishErrorKind::BrokerUnreachable,
+                true,
+            ),
+            (C::AllBrokersDown, PublishErrorKind::BrokerUnreachable, true),
+            (
+                C::SaslAuthenticationFailed,
+                PublishErrorKind::AuthFailed,
+                true,
+            ),
+            (
+                C::UnknownTopicOrPartition,
+                PublishErrorKind::TopicMissing,
+                true,
+            ),
+            (C::MessageSizeTooLarge, PublishErrorKind::TooLarge, false),
+            (C::PurgeQueue, PublishErrorKind::Other, true),
+            (C::DuplicateSequenceNumber, PublishErrorKind::Other, true),
+        ];
+        for (code, kind, transient) in cases {
+            let e = delivery_error(code);
+            assert_eq!(e.kind(), kind, "{code:?}: {e}");
+            assert_eq!(e.is_transient(), transient, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_dead_producer_turns_its_failures_into_fenced_ones() {
+        use RDKafkaErrorCode as C;
+        let dead = |e: PublishError| e.on_dead_producer("b:9092", C::ProducerFenced, "fenced");
+        // Purged from the dead producer's queue, or timed out in it.
+        for code in [C::PurgeQueue, C::MessageTimedOut] {
+            let e = dead(delivery_error(code));
+            assert_eq!(e.kind(), PublishErrorKind::ProducerFenced, "{code:?}");
+            assert!(e.to_string().contains("fenced"), "{e}");
+        }
+        // Causes of their own stay what they are.
+        for code in [
+            C::MessageSizeTooLarge,
+            C::UnknownTopicOrPartition,
+            C::SaslAuthenticationFailed,
+        ] {
+            let before = delivery_error(code);
+            assert_eq!(dead(before.clone()), before, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_delivery_gives_back_the_message_as_sent() {
+        let sent = OutMessage {
+            topic: "alerts".into(),
+            key: Some(b"st-001".to_vec()),
+            payload: Some(b"{\"id\":1}".to_vec()),
+            headers: vec![
+                ("content-type".into(), b"application/json".to_vec()),
+                ("message-id".into(), b"a-1".to_vec()),
+                ("empty".into(), Vec::new()),
+            ],
+        };
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &sent.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let failed = OwnedMessage::new(
+            sent.payload.clone(),
+            sent.key.clone(),
+            sent.topic.clone(),
+            Timestamp::NotAvailable,
+            0,
+            -1,
+            Some(headers),
+        );
+        assert_eq!(out_message(&failed), sent);
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, -1, None);
+        assert_eq!(
+            out_message(&bare),
+            OutMessage {
+                topic: "t".into(),
+                key: None,
+                payload: None,
+                headers: vec![],
+            }
+        );
+    }
 }

@@ -11,6 +11,9 @@
 //! | `KAFKA_SSL_CA_LOCATION` | CA bundle to verify brokers (default: system store) |
 //! | `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | client certificate for mutual TLS |
 //! | `KAFKA_CLIENT_ID` | client id (default: the function name) |
+//! | `KAFKA_LINGER_MS` | producer `linger.ms`, 0..=900000 (default 5) |
+//! | `KAFKA_COMPRESSION` | producer `compression.type`: `none`, `gzip`, `snappy`, `lz4` (default), `zstd` |
+//! | `KAFKA_QUEUE_MAX_KBYTES` | producer `queue.buffering.max.kbytes`, 1..=2147483647 (default 65536) |
 
 use logpipe_secrets::KafkaSecret;
 use rdkafka::ClientConfig;
@@ -54,6 +57,69 @@ impl SecurityProtocol {
 #[error("Kafka configuration is invalid: {0}")]
 pub struct SettingsError(pub String);
 
+/// The producer's `compression.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn parse(s: &str) -> Result<Self, SettingsError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
+            "lz4" => Ok(Self::Lz4),
+            "zstd" => Ok(Self::Zstd),
+            _ => Err(SettingsError(format!(
+                "KAFKA_COMPRESSION={s:?}: expected none, gzip, snappy, lz4 or zstd"
+            ))),
+        }
+    }
+
+    /// The librdkafka value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// Producer defaults: a short linger batches a burst without delaying a
+/// lone message noticeably; lz4 is cheap on CPU; 64 MiB of queue holds a
+/// full 6 MB Lambda batch many times over.
+pub const DEFAULT_LINGER_MS: u32 = 5;
+pub const DEFAULT_COMPRESSION: Compression = Compression::Lz4;
+pub const DEFAULT_QUEUE_MAX_KBYTES: u32 = 65536;
+
+/// An integer setting within librdkafka's accepted range.
+fn bounded(
+    get: impl Fn(&str) -> Option<String>,
+    key: &str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+) -> Result<u32, SettingsError> {
+    let Some(raw) = get(key) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u32>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(SettingsError(format!(
+            "{key}={raw:?}: expected a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
 /// Where SASL credentials come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaslCredentials {
@@ -73,6 +139,12 @@ pub struct KafkaSettings {
     pub ssl_key_location: Option<String>,
     pub ssl_key_password: Option<String>,
     pub client_id: String,
+    /// `KAFKA_LINGER_MS`: producer `linger.ms`.
+    pub linger_ms: u32,
+    /// `KAFKA_COMPRESSION`: producer `compression.type`.
+    pub compression: Compression,
+    /// `KAFKA_QUEUE_MAX_KBYTES`: producer `queue.buffering.max.kbytes`.
+    pub queue_max_kbytes: u32,
 }
 
 impl KafkaSettings {
@@ -128,6 +200,17 @@ impl KafkaSettings {
                     .into(),
             ));
         }
+        let linger_ms = bounded(&get, "KAFKA_LINGER_MS", 0..=900_000, DEFAULT_LINGER_MS)?;
+        let compression = match get("KAFKA_COMPRESSION") {
+            Some(c) => Compression::parse(&c)?,
+            None => DEFAULT_COMPRESSION,
+        };
+        let queue_max_kbytes = bounded(
+            &get,
+            "KAFKA_QUEUE_MAX_KBYTES",
+            1..=2_147_483_647,
+            DEFAULT_QUEUE_MAX_KBYTES,
+        )?;
         Ok(Self {
             bootstrap_servers,
             protocol,
@@ -138,6 +221,9 @@ impl KafkaSettings {
             ssl_key_location,
             ssl_key_password: get("KAFKA_SSL_KEY_PASSWORD"),
             client_id: get("KAFKA_CLIENT_ID").unwrap_or_else(|| default_client_id.to_string()),
+            linger_ms,
+            compression,
+            queue_max_kbytes,
         })
     }
 
@@ -152,6 +238,9 @@ impl KafkaSettings {
             ssl_key_location: None,
             ssl_key_password: None,
             client_id: client_id.to_string(),
+            linger_ms: DEFAULT_LINGER_MS,
+            compression: DEFAULT_COMPRESSION,
+            queue_max_kbytes: DEFAULT_QUEUE_MAX_KBYTES,
         }
     }
 
@@ -289,5 +378,48 @@ mod tests {
                 .0
                 .contains("KAFKA_BOOTSTRAP_SERVERS")
         );
+    }
+
+    #[test]
+    fn producer_tuning_defaults_and_overrides() {
+        let s = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "b:9092")]).unwrap();
+        assert_eq!(
+            (s.linger_ms, s.compression, s.queue_max_kbytes),
+            (5, Compression::Lz4, 65536)
+        );
+        assert_eq!(s, KafkaSettings::plaintext("b:9092", "ingest"));
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9092"),
+            ("KAFKA_LINGER_MS", "0"),
+            ("KAFKA_COMPRESSION", "ZSTD"),
+            ("KAFKA_QUEUE_MAX_KBYTES", "1024"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.linger_ms, s.compression.as_str(), s.queue_max_kbytes),
+            (0, "zstd", 1024)
+        );
+        // Empty means unset, as for every other variable.
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9092"),
+            ("KAFKA_COMPRESSION", ""),
+        ])
+        .unwrap();
+        assert_eq!(s.compression, Compression::Lz4);
+    }
+
+    #[test]
+    fn bad_producer_tuning_names_the_variable() {
+        for (key, value) in [
+            ("KAFKA_LINGER_MS", "five"),
+            ("KAFKA_LINGER_MS", "-1"),
+            ("KAFKA_LINGER_MS", "900001"),
+            ("KAFKA_COMPRESSION", "brotli"),
+            ("KAFKA_QUEUE_MAX_KBYTES", "0"),
+            ("KAFKA_QUEUE_MAX_KBYTES", "4294967296"),
+        ] {
+            let err = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "b"), (key, value)]).unwrap_err();
+            assert!(err.0.contains(key) && err.0.contains(value), "{err}");
+        }
     }
 }
