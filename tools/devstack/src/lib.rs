@@ -7,9 +7,12 @@
 //! services detached for `make up` and the demo.
 
 pub mod demo;
+pub mod ownership;
 pub mod postgres;
 pub mod process;
+pub mod root;
 pub mod services;
+pub mod state;
 pub mod topics;
 
 use std::path::Path;
@@ -17,7 +20,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 pub use postgres::Postgres;
 pub use process::Lifetime;
-pub use services::{Service, start_moto, start_tansu, workspace_root};
+pub use root::{RootError, workspace_root};
+pub use services::{Service, start_moto, start_tansu};
+pub use state::StackPaths;
 pub use topics::{apply_local_catalog, create_topics, describe, load_catalog};
 
 /// What a test needs from the stack.

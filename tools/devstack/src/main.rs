@@ -1,8 +1,11 @@
 //! `logpipe-dev`: the developer CLI.
 //!
-//! - `up`: start PostgreSQL, Tansu and moto detached under `.local/stack`,
-//!   migrate, create the topics, print the environment to use them.
-//! - `down`: stop what `up` started.
+//! - `up`: start PostgreSQL, Tansu and moto detached under `.local/stack`
+//!   of the tree we are run in (found from the current directory like git
+//!   does, or `LOGPIPE_ROOT`; see `logpipe_devstack::root`), migrate, create
+//!   the topics, print the environment to use them.
+//! - `down`: stop what `up` started — only processes verified to be this
+//!   stack's (`logpipe_devstack::ownership`); stale entries are dropped.
 //! - `env`: print the environment of the running stack.
 //! - `health`: consumer-group lag and status, ingest freshness, DLQ counts
 //!   (`logpipe_health`; exit codes in its `cli::USAGE`).
@@ -13,17 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use logpipe_devstack::process::{alive, stop_pid};
+use logpipe_devstack::ownership::{Recorded, Verdict, verify};
+use logpipe_devstack::state::{self, Outcome};
 use logpipe_devstack::{
-    Lifetime, Postgres, apply_local_catalog, describe, migrate, start_moto, start_tansu,
-    workspace_root,
+    Lifetime, Postgres, StackPaths, apply_local_catalog, describe, migrate, start_moto,
+    start_tansu, workspace_root,
 };
-use serde_json::json;
 
-fn stack_dir() -> PathBuf {
-    std::env::var_os("LOGPIPE_STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".local/stack"))
+/// The running stack's state (verified to be this tree's).
+fn running_state() -> Result<serde_json::Value> {
+    StackPaths::locate()?.running()
 }
 
 #[tokio::main]
@@ -32,14 +34,14 @@ async fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => up().await,
         Some("down") => down(),
-        Some("env") => print_env(&read_state(&stack_dir())?),
+        Some("env") => print_env(&running_state()?),
         Some("topics") => topics(&args[1..]).await,
         Some("health") => health(&args[1..]).await,
         Some("esm") => esm(&args[1..]).await,
         Some("demo") => demo(&args[1..]).await,
         _ => {
             eprintln!(
-                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT] [--stats-file FILE]"
+                "usage: logpipe-dev up | down | env | topics [--bootstrap HOST:PORT] [--replication-factor N] | health [--help]\n       logpipe-dev esm [--template infra/template.yaml | --config FILE] [--endpoint http://127.0.0.1:9000] [--bootstrap HOST:PORT] [--stats-file FILE]\n\nRun inside a logpipe checkout: the tree is the nearest directory upwards whose Cargo.toml [workspace] lists tools/devstack (LOGPIPE_ROOT overrides); the stack lives in its .local/stack (LOGPIPE_STACK_DIR overrides)."
             );
             std::process::exit(2);
         }
@@ -47,48 +49,78 @@ async fn main() -> Result<()> {
 }
 
 async fn up() -> Result<()> {
-    let dir = stack_dir();
-    if let Ok(state) = read_state(&dir) {
-        if pids(&state).iter().all(|p| alive(*p)) {
+    let paths = StackPaths::locate()?;
+    let dir = paths.dir.clone();
+    if let Ok(state) = paths.read() {
+        let scopes = paths.scopes();
+        let recs = state::recorded(&state);
+        if !recs.is_empty() && recs.iter().all(|r| verify(r, &scopes) == Verdict::Ours) {
             eprintln!("local stack already running ({})", dir.display());
             return print_env(&state);
         }
-        eprintln!("local stack partly gone; restarting it");
-        stop_all(&state);
+        eprintln!(
+            "local stack in {} not (fully) running; restarting it",
+            dir.display()
+        );
+        paths.stop(&state);
     }
     std::fs::create_dir_all(&dir)?;
+    let mut started = Vec::new();
+    let state = match start_services(&dir, &mut started) {
+        Ok(state) => state,
+        Err(e) => {
+            // Nothing records them yet: stop what did start, not orphan it.
+            let scopes = paths.scopes();
+            let partial = state::new_state(&started, "", "", "", 0);
+            state::stop_recorded(&partial, &scopes, &paths.state_file());
+            return Err(e);
+        }
+    };
+    let pg_url = state["database_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let bootstrap = state["bootstrap_servers"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(paths.state_file(), serde_json::to_vec_pretty(&state)?)?;
+    eprintln!("applying database migrations");
+    migrate(&pg_url).await?;
+    eprintln!("applying the topic catalog (infra/topics.json)");
+    let report = apply_local_catalog(&bootstrap).await?;
+    eprintln!("{}", describe(&report));
+    std::fs::write(paths.env_file(), env_lines(&state)?.join("\n") + "\n")?;
+    eprintln!(
+        "local stack is up; `make down` stops it. Environment (also in {}):",
+        paths.env_file().display()
+    );
+    print_env(&state)
+}
+
+/// Starts the three servers detached, recording each in `started` as soon
+/// as it runs; returns the state to write.
+fn start_services(dir: &Path, started: &mut Vec<Recorded>) -> Result<serde_json::Value> {
     eprintln!("starting PostgreSQL (data in {})", dir.join("pg").display());
     let pg = Postgres::start(&dir.join("pg"), Lifetime::Detached)?;
     let pg_port = pg.port();
     let pg_url = pg.url();
-    let pg_pid = pg.detach();
+    started.push(Recorded::now("postgres", pg.detach()));
     eprintln!("starting Tansu broker");
-    let tansu = start_tansu(&dir, Lifetime::Detached)?;
+    let tansu = start_tansu(dir, Lifetime::Detached)?;
     let tansu_port = tansu.port();
-    let tansu_pid = tansu.detach();
+    started.push(Recorded::now("tansu", tansu.detach()));
     eprintln!("starting moto (AWS API)");
-    let moto = start_moto(&dir, Lifetime::Detached)?;
+    let moto = start_moto(dir, Lifetime::Detached)?;
     let moto_port = moto.port();
-    let moto_pid = moto.detach();
-    let state = json!({
-        "pids": [pg_pid, tansu_pid, moto_pid],
-        "database_url": pg_url,
-        "bootstrap_servers": format!("127.0.0.1:{tansu_port}"),
-        "aws_endpoint_url": format!("http://127.0.0.1:{moto_port}"),
-        "pg_port": pg_port,
-    });
-    std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
-    eprintln!("applying database migrations");
-    migrate(&pg_url).await?;
-    eprintln!("applying the topic catalog (infra/topics.json)");
-    let report = apply_local_catalog(&format!("127.0.0.1:{tansu_port}")).await?;
-    eprintln!("{}", describe(&report));
-    std::fs::write(dir.join("env"), env_lines(&state)?.join("\n") + "\n")?;
-    eprintln!(
-        "local stack is up; `make down` stops it. Environment (also in {}):",
-        dir.join("env").display()
-    );
-    print_env(&state)
+    started.push(Recorded::now("moto", moto.detach()));
+    Ok(state::new_state(
+        started,
+        &pg_url,
+        &format!("127.0.0.1:{tansu_port}"),
+        &format!("http://127.0.0.1:{moto_port}"),
+        pg_port,
+    ))
 }
 
 /// Applies the topic catalog to the local stack's broker, or to any broker
@@ -113,7 +145,7 @@ async fn topics(args: &[String]) -> Result<()> {
     }
     let report = match bootstrap {
         None if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_none() => {
-            let state = read_state(&stack_dir())?;
+            let state = running_state()?;
             let servers = state["bootstrap_servers"]
                 .as_str()
                 .context("stack state lacks bootstrap_servers")?;
@@ -153,43 +185,32 @@ async fn topics(args: &[String]) -> Result<()> {
 }
 
 fn down() -> Result<()> {
-    let dir = stack_dir();
-    match read_state(&dir) {
-        Ok(state) => {
-            stop_all(&state);
-            let _ = std::fs::remove_file(dir.join("state.json"));
-            eprintln!("local stack stopped");
+    let paths = StackPaths::locate()?;
+    if !paths.state_file().exists() {
+        eprintln!("no local stack running in {}", paths.dir.display());
+        return Ok(());
+    }
+    let state = match paths.read() {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("{e:#}; removing it");
+            serde_json::Value::Null
         }
-        Err(_) => eprintln!("no local stack running"),
-    }
+    };
+    let outcomes = paths.stop(&state);
+    let stopped = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Stopped)
+        .count();
+    let stale = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Stale(_)))
+        .count();
+    eprintln!(
+        "local stack in {} stopped ({stopped} process(es) stopped, {stale} stale entr(y/ies) left alone)",
+        paths.dir.display()
+    );
     Ok(())
-}
-
-fn pids(state: &serde_json::Value) -> Vec<i32> {
-    state["pids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_i64())
-                .map(|p| p as i32)
-                .filter(|p| *p > 0)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn stop_all(state: &serde_json::Value) {
-    for pid in pids(state) {
-        // SIGINT is PostgreSQL's fast shutdown; the others exit on it too.
-        stop_pid(pid, libc::SIGINT, Duration::from_secs(15));
-    }
-}
-
-fn read_state(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join("state.json");
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("no stack state at {} (run `make up`)", path.display()))?;
-    Ok(serde_json::from_slice(&bytes)?)
 }
 
 fn env_lines(state: &serde_json::Value) -> Result<Vec<String>> {
@@ -234,7 +255,7 @@ async fn health(args: &[String]) -> Result<()> {
             std::process::exit(2);
         }
     };
-    let state = read_state(&stack_dir()).ok();
+    let state = running_state().ok();
     let from_state = |k: &str| state.as_ref().and_then(|s| s[k].as_str().map(String::from));
     let secrets = || logpipe_secrets::SecretsCache::from_env();
     let kafka = if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_some() {
@@ -285,9 +306,6 @@ async fn health(args: &[String]) -> Result<()> {
 /// --endpoint, on the local stack's broker unless --bootstrap or
 /// KAFKA_BOOTSTRAP_SERVERS (+ KAFKA_* security variables) say otherwise.
 async fn esm(args: &[String]) -> Result<()> {
-    let root = workspace_root()
-        .canonicalize()
-        .unwrap_or_else(|_| workspace_root());
     let mut template = None;
     let mut config_file = None;
     let mut endpoint = "http://127.0.0.1:9000".to_string();
@@ -319,10 +337,13 @@ async fn esm(args: &[String]) -> Result<()> {
         (Some(_), Some(_)) => bail!("give --template or --config, not both"),
         (Some(t), None) => (logpipe_esm::load_template(&t)?, t),
         (None, Some(c)) => (logpipe_esm::load_mappings_file(&c)?, c),
-        (None, None) => logpipe_esm::load_mappings(
-            &root.join("infra/template.yaml"),
-            &root.join("infra/local-mappings.json"),
-        )?,
+        (None, None) => {
+            let root = workspace_root()?;
+            logpipe_esm::load_mappings(
+                &root.join("infra/template.yaml"),
+                &root.join("infra/local-mappings.json"),
+            )?
+        }
     };
     if mappings.is_empty() {
         bail!("no Kafka event source mappings in {}", source.display());
@@ -338,7 +359,7 @@ async fn esm(args: &[String]) -> Result<()> {
     } else {
         let servers = match bootstrap {
             Some(b) => b,
-            None => read_state(&stack_dir())?["bootstrap_servers"]
+            None => running_state()?["bootstrap_servers"]
                 .as_str()
                 .context("stack state lacks bootstrap_servers")?
                 .to_string(),
@@ -416,9 +437,7 @@ fn write_esm_stats(path: &Path, handles: &[logpipe_esm::MappingHandle]) -> Resul
 /// live pipeline against functions served by `cargo lambda watch` at URL
 /// (scripts/demo.sh starts everything; see `make demo`).
 async fn demo(args: &[String]) -> Result<()> {
-    let root = workspace_root()
-        .canonicalize()
-        .unwrap_or_else(|_| workspace_root());
+    let root = workspace_root()?;
     let mut endpoint = "http://127.0.0.1:9000".to_string();
     let mut seconds = 60u64;
     let mut interval = 5u64;
@@ -438,7 +457,7 @@ async fn demo(args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    let state = read_state(&stack_dir())?;
+    let state = running_state()?;
     let text = |k: &str| -> Result<String> {
         Ok(state[k]
             .as_str()

@@ -1,7 +1,7 @@
 //! A PostgreSQL server from the machine's own binaries.
 //!
 //! `initdb` refuses to run as root, so when we are root the server runs as
-//! the `postgres` user on a directory that user owns (FACTS.md).
+//! the `postgres` user on a directory that user owns.
 
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::ownership::{Recorded, Verdict, verify};
 use crate::process::{Lifetime, free_port, spawn, stop_child};
 
 /// Superuser created by `initdb` and its password (local stack only).
@@ -81,7 +82,10 @@ impl Postgres {
         let socket_dir = self.dir.join("socket");
         std::fs::create_dir_all(&socket_dir)?;
         chown(&socket_dir, owner)?;
+        self.clear_stale_lock()?;
         let mut cmd = Command::new(bin.join("postgres"));
+        // The server chdirs into its data dir itself; start it there too.
+        cmd.current_dir(&self.dir);
         cmd.arg("-D")
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string()])
@@ -96,6 +100,45 @@ impl Postgres {
             .context("starting postgres")?;
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// A `postmaster.pid` naming a process that is not a server on this
+    /// data dir (the dir was copied from a running tree, or the PID was
+    /// reused) makes PostgreSQL refuse to start; such a lock file is stale.
+    fn clear_stale_lock(&self) -> Result<()> {
+        let data = self.dir.join("data");
+        let lock = data.join("postmaster.pid");
+        let Ok(text) = std::fs::read_to_string(&lock) else {
+            return Ok(());
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return Ok(());
+        };
+        let rec = Recorded {
+            name: "postgres".into(),
+            pid,
+            start_time: None,
+        };
+        let scope: Vec<PathBuf> = data.canonicalize().into_iter().collect();
+        match verify(&rec, &scope) {
+            Verdict::Ours => bail!(
+                "a PostgreSQL server (PID {pid}) is already running on {}",
+                data.display()
+            ),
+            // PostgreSQL itself replaces a lock file whose PID is gone.
+            Verdict::Gone => Ok(()),
+            Verdict::NotOurs(why) => {
+                eprintln!(
+                    "{} is stale ({why}); removing it, PID {pid} is left alone",
+                    lock.display()
+                );
+                std::fs::remove_file(&lock).with_context(|| format!("removing {}", lock.display()))
+            }
+        }
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -67,28 +68,102 @@ pub fn wait_for_port(port: u16, timeout: Duration, what: &str) -> io::Result<()>
 /// Sends `signal` to the process and waits up to `timeout` for it to exit,
 /// then kills it.
 pub fn stop_pid(pid: i32, signal: i32, timeout: Duration) {
-    unsafe {
-        libc::kill(pid, signal);
-    }
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
+    ProcessHandle::open(pid).stop(signal, timeout);
 }
 
-/// Whether a process with this pid exists (and is not a zombie we own).
+/// Whether a process with this pid exists and has not exited (a zombie,
+/// ours or anyone's, counts as gone).
 pub fn alive(pid: i32) -> bool {
-    // Reap it if it is our child, so a zombie does not look alive.
+    // Reap it if it is our child, so it does not linger as a zombie.
     unsafe {
         let mut status = 0;
         libc::waitpid(pid, &mut status, libc::WNOHANG);
-        libc::kill(pid, 0) == 0
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat_state(&stat), Some('Z' | 'X')),
+        Err(_) => unsafe { libc::kill(pid, 0) == 0 },
+    }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line (after the `(comm)`,
+/// which may itself contain spaces and parentheses).
+pub(crate) fn stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// A process to signal, pinned by a pidfd when the kernel has them: once
+/// opened, a signal can only reach this very process, even if it exits and
+/// its PID is reused while we look at `/proc`.
+pub struct ProcessHandle {
+    pid: i32,
+    fd: Option<OwnedFd>,
+}
+
+impl ProcessHandle {
+    pub fn open(pid: i32) -> Self {
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        Self { pid, fd }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn signal(&self, signal: i32) {
+        match &self.fd {
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            },
+            None => unsafe {
+                libc::kill(self.pid, signal);
+            },
+        }
+    }
+
+    fn exited_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(fd) = &self.fd {
+                // Readable once the process has exited.
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                unsafe { libc::poll(&mut p, 1, 20) };
+                if p.revents != 0 {
+                    // Reap it if it is our child.
+                    unsafe {
+                        let mut status = 0;
+                        libc::waitpid(self.pid, &mut status, libc::WNOHANG);
+                    }
+                    return true;
+                }
+            } else if !alive(self.pid) {
+                return true;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+
+    /// `signal`, up to `timeout` to exit, then SIGKILL.
+    pub fn stop(&self, signal: i32, timeout: Duration) {
+        self.signal(signal);
+        if !self.exited_within(timeout) {
+            self.signal(libc::SIGKILL);
+            self.exited_within(Duration::from_secs(5));
+        }
     }
 }
 

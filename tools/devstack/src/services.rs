@@ -7,11 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::process::{Lifetime, free_port, spawn, stop_child, wait_for_port};
-
-/// The workspace root (for the project-local venv).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::root::workspace_root;
 
 /// A long-running server process on a loopback port.
 pub struct Service {
@@ -43,9 +39,14 @@ impl Service {
         name: &'static str,
         mut cmd: Command,
         port: u16,
-        log: &Path,
+        dir: &Path,
         lifetime: Lifetime,
     ) -> Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let log = log.as_path();
+        // Run inside the stack dir: `down` checks a process's cwd before it
+        // signals a recorded PID.
+        cmd.current_dir(dir);
         let child = spawn(&mut cmd, log, lifetime).with_context(|| format!("starting {name}"))?;
         let mut service = Self {
             port,
@@ -87,7 +88,7 @@ fn find_binary(env_var: &str, candidates: &[PathBuf], name: &str, hint: &str) ->
     bail!("{name} not found ({hint}; or set {env_var})")
 }
 
-/// Starts Tansu with in-memory storage (FACTS.md: needs the dynostore feature).
+/// Starts Tansu with in-memory storage (needs its dynostore feature).
 pub fn start_tansu(dir: &Path, lifetime: Lifetime) -> Result<Service> {
     start_tansu_on(dir, free_port()?, lifetime)
 }
@@ -116,14 +117,18 @@ pub fn start_tansu_on(dir: &Path, port: u16, lifetime: Lifetime) -> Result<Servi
     ])
     .args(["--storage-engine", "memory://tansu/"])
     .env("RUST_LOG", "warn");
-    Service::start("tansu", cmd, port, &dir.join("tansu.log"), lifetime)
+    Service::start("tansu", cmd, port, dir, lifetime)
 }
 
-/// Starts moto's server from the project venv.
+/// Starts moto's server from the project venv (of the tree we run in).
 pub fn start_moto(dir: &Path, lifetime: Lifetime) -> Result<Service> {
+    let venv: Vec<PathBuf> = workspace_root()
+        .map(|root| root.join(".venv/bin/moto_server"))
+        .into_iter()
+        .collect();
     let bin = find_binary(
         "MOTO_SERVER_BIN",
-        &[workspace_root().join(".venv/bin/moto_server")],
+        &venv,
         "moto_server",
         "run `make tools` to create the project venv",
     )?;
@@ -131,5 +136,5 @@ pub fn start_moto(dir: &Path, lifetime: Lifetime) -> Result<Service> {
     let port = free_port()?;
     let mut cmd = Command::new(bin);
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    Service::start("moto", cmd, port, &dir.join("moto.log"), lifetime)
+    Service::start("moto", cmd, port, dir, lifetime)
 }

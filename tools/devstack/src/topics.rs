@@ -11,13 +11,14 @@ use logpipe_kafka::rdkafka::types::RDKafkaErrorCode;
 use logpipe_kafka::admin::apply_catalog;
 use logpipe_schema::catalog::{Catalog, TopicStatus};
 
-use crate::services::workspace_root;
+use crate::root::workspace_root;
 
 /// The topic catalog: `LOGPIPE_TOPIC_CATALOG`, else `infra/topics.json`.
 pub fn load_catalog() -> Result<Catalog> {
-    let path = std::env::var_os("LOGPIPE_TOPIC_CATALOG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("infra/topics.json"));
+    let path = match std::env::var_os("LOGPIPE_TOPIC_CATALOG") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => workspace_root()?.join("infra/topics.json"),
+    };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("reading the topic catalog {}: {e}", path.display()))?;
     Ok(Catalog::from_json(&text)?)
