@@ -172,7 +172,10 @@ fn said() -> impl Strategy<Value = Said> {
 
 /// A batch: records over up to 3 partitions with distinct offsets, in any
 /// order, some without coordinates, a stored progress per partition.
-fn batch() -> impl Strategy<Value = (Vec<(i32, i64, Said)>, Vec<Option<i64>>)> {
+/// Records `(partition, offset, what is said)` and a stored progress per partition.
+type Batch = (Vec<(i32, i64, Said)>, Vec<Option<i64>>);
+
+fn batch() -> impl Strategy<Value = Batch> {
     let records = proptest::collection::vec((-1i32..3, 0i64..40, said()), 0..60)
         .prop_map(|mut records| {
             let mut seen = std::collections::HashSet::new();
