@@ -270,6 +270,46 @@ fn lenient_i64(field: Option<&Value>) -> Field<i64> {
     read.map_or(Field::Unreadable, Field::Read)
 }
 
+/// The fields of one record that we read, each as whatever JSON it holds.
+#[derive(Deserialize)]
+struct RawRecord {
+    topic: Option<Value>,
+    partition: Option<Value>,
+    offset: Option<Value>,
+    timestamp: Option<Value>,
+    key: Option<Value>,
+    value: Option<Value>,
+    headers: Option<Value>,
+}
+
+impl RawRecord {
+    /// `None` when the record is not a JSON object.
+    fn parse(text: &str) -> Option<Self> {
+        // A derived struct would also take a JSON array, field by position.
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
+        // The typed pass skips the fields we do not read; a repeated field
+        // fails it, and the generic pass then takes the last of each.
+        if let Ok(r) = serde_json::from_str(text) {
+            return Some(r);
+        }
+        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let mut take = |name: &str| map.remove(name).filter(|v| !v.is_null());
+        Some(Self {
+            topic: take("topic"),
+            partition: take("partition"),
+            offset: take("offset"),
+            timestamp: take("timestamp"),
+            key: take("key"),
+            value: take("value"),
+            headers: take("headers"),
+        })
+    }
+}
+
 fn decode_record(
     raw: &RawValue,
     key_topic: &str,
@@ -282,18 +322,15 @@ fn decode_record(
         offset: -1,
         ..InputRecord::default()
     };
-    let mut fields = match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            record.value = Some(raw.get().as_bytes().to_vec());
-            record.error = Some(malformed(format!(
-                "record #{index} is not a Kafka record (not a JSON object)"
-            )));
-            return record;
-        }
+    let Some(fields) = RawRecord::parse(raw.get()) else {
+        record.value = Some(raw.get().as_bytes().to_vec());
+        record.error = Some(malformed(format!(
+            "record #{index} is not a Kafka record (not a JSON object)"
+        )));
+        return record;
     };
     let mut problems = Vec::new();
-    if let Some(Value::String(t)) = fields.remove("topic")
+    if let Some(Value::String(t)) = fields.topic
         && !t.is_empty()
     {
         record.topic = t;
@@ -303,7 +340,7 @@ fn decode_record(
     }
     // The map key names the partition too; Lambda always files a record
     // under its own partition, so the key stands in for a bad field.
-    if let Field::Read(p) = lenient_i64(fields.get("partition"))
+    if let Field::Read(p) = lenient_i64(fields.partition.as_ref())
         && let Ok(p) = i32::try_from(p)
         && p >= 0
     {
@@ -312,11 +349,11 @@ fn decode_record(
     if record.partition < 0 {
         problems.push(malformed(format!("record #{index} has no valid partition")));
     }
-    match lenient_i64(fields.get("offset")) {
+    match lenient_i64(fields.offset.as_ref()) {
         Field::Read(o) if o >= 0 => record.offset = o,
         _ => problems.push(malformed(format!("record #{index} has no valid offset"))),
     }
-    match lenient_i64(fields.get("timestamp")) {
+    match lenient_i64(fields.timestamp.as_ref()) {
         Field::Read(t) => record.timestamp_ms = t,
         // Kafka itself allows records without a timestamp.
         Field::Missing => {}
@@ -324,7 +361,7 @@ fn decode_record(
             "record #{index} has an unreadable timestamp"
         ))),
     }
-    match fields.remove("value") {
+    match fields.value {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
             Ok(v) => record.value = Some(v),
@@ -344,7 +381,7 @@ fn decode_record(
             )));
         }
     }
-    match fields.remove("key") {
+    match fields.key {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
             Ok(k) => record.key = Some(k),
@@ -364,7 +401,7 @@ fn decode_record(
             });
         }
     }
-    match fields.remove("headers") {
+    match fields.headers {
         None | Some(Value::Null) => {}
         Some(h) => match decode_headers(h) {
             Ok(h) => record.headers = h,
@@ -782,6 +819,8 @@ mod tests {
                     {"partition":3,"timestamp":"1545084650989","value":"aGk="},
                     // Not an object: the map key is all there is.
                     [1, 2, 3],
+                    // Not an object either, though as long as the record.
+                    ["orders", 3, 43, 5, null, "aGk=", []],
                     // A value that is not a string: the record is kept whole.
                     {"topic":"orders","partition":3,"offset":44,"timestamp":7,"value":{"a":1}},
                     // An unreadable timestamp is not invented.
@@ -818,6 +857,7 @@ mod tests {
                     Some("malformed_envelope")
                 ),
                 ("orders", 3, -1, 0, Some("malformed_envelope")),
+                ("orders", 3, -1, 0, Some("malformed_envelope")),
                 ("orders", 3, 41, 1_545_084_650_987, Some("invalid_base64")),
                 ("orders", 3, 42, 1_545_084_650_988, None),
                 ("orders", 3, 44, 7, Some("malformed_envelope")),
@@ -831,15 +871,25 @@ mod tests {
             Some(&b"[1,2,3]"[..]),
             "raw text kept"
         );
-        assert_eq!(r[3].value.as_deref(), Some(&b"!!"[..]));
+        assert_eq!(r[4].value.as_deref(), Some(&b"!!"[..]));
         let whole: serde_json::Value =
-            serde_json::from_slice(r[5].value.as_deref().unwrap()).unwrap();
+            serde_json::from_slice(r[6].value.as_deref().unwrap()).unwrap();
         assert_eq!(
             whole["value"],
             serde_json::json!({"a": 1}),
             "raw record kept"
         );
-        assert!(r[6].error.as_ref().unwrap().message.contains("timestamp"));
+        assert!(r[7].error.as_ref().unwrap().message.contains("timestamp"));
+    }
+
+    #[test]
+    fn a_record_with_a_repeated_field_is_read_with_the_last_one() {
+        let event = decode_str(
+            r#"{"records":{"t-0":[{"topic":"t","partition":0,"offset":1,"offset":"2","timestamp":3,"value":"aGk=","value":"aG8="}]}}"#,
+        );
+        let r = &event.records[0];
+        assert_eq!(r.error, None);
+        assert_eq!((r.offset, r.value.as_deref()), (2, Some(&b"ho"[..])));
     }
 
     #[test]
