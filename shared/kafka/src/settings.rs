@@ -200,13 +200,13 @@ impl KafkaSettings {
                     .into(),
             ));
         }
-        let linger_ms = bounded(&get, "KAFKA_LINGER_MS", 0..=900_000, DEFAULT_LINGER_MS)?;
+        let linger_ms = bounded(get, "KAFKA_LINGER_MS", 0..=900_000, DEFAULT_LINGER_MS)?;
         let compression = match get("KAFKA_COMPRESSION") {
             Some(c) => Compression::parse(&c)?,
             None => DEFAULT_COMPRESSION,
         };
         let queue_max_kbytes = bounded(
-            &get,
+            get,
             "KAFKA_QUEUE_MAX_KBYTES",
             1..=2_147_483_647,
             DEFAULT_QUEUE_MAX_KBYTES,
