@@ -124,3 +124,10 @@ backtest:
 
 clean: down
 	rm -rf .local target/lambda
+
+# cargo-fuzz targets (fuzz/) for the Kafka event decode, every parser and the
+# ingest classifier, FUZZ_SECONDS each (default 600), e.g.
+#   make fuzz FUZZ_SECONDS=30 FUZZ_TARGETS="parse syslog"
+.PHONY: fuzz
+fuzz:
+	@scripts/fuzz.sh

@@ -1,0 +1,17 @@
+//! Application JSON lines, as a `log-format: json` header routes them.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use logpipe_fuzz::{Expect, check_parse};
+use logpipe_schema::SourceType;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(value) = std::str::from_utf8(data) else {
+        return;
+    };
+    let expect = Expect {
+        single: true,
+        types: &[SourceType::AppJson],
+    };
+    check_parse(value, Some("json"), &expect);
+});

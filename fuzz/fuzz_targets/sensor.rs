@@ -1,0 +1,17 @@
+//! Sensor readings (`log-format: sensor`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use logpipe_fuzz::{Expect, check_parse};
+use logpipe_schema::SourceType;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(value) = std::str::from_utf8(data) else {
+        return;
+    };
+    let expect = Expect {
+        single: true,
+        types: &[SourceType::Sensor],
+    };
+    check_parse(value, Some("sensor"), &expect);
+});

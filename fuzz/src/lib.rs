@@ -1,0 +1,116 @@
+//! Checks shared by the fuzz targets. Beyond "never panics", every parse
+//! result must be something ingest can store and forward: a record that
+//! reads back from its JSON (detect deserializes what ingest forwards) and,
+//! out of the classifier, holds no NUL (PostgreSQL cannot store it).
+//! A failed check panics, which libFuzzer reports as a crash.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use logpipe_schema::{LogRecord, ParseError, SourceType, parse};
+use serde_json::Value;
+
+/// The Kafka timestamps every input is parsed with: a realistic one and
+/// both ends of chrono's range (a producer controls the timestamp, and
+/// formats without a year take it from there).
+pub fn fallbacks() -> [DateTime<Utc>; 3] {
+    [
+        Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(DateTime::UNIX_EPOCH),
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::<Utc>::MAX_UTC,
+    ]
+}
+
+/// What a target expects of a successful parse.
+pub struct Expect<'a> {
+    /// One record whose `raw` is the input (every format but batch).
+    pub single: bool,
+    /// The source types the header can produce; empty = any.
+    pub types: &'a [SourceType],
+}
+
+/// Parses `value` as `header` names it, with every fallback time, and
+/// checks the result.
+pub fn check_parse(value: &str, header: Option<&str>, expect: &Expect<'_>) {
+    for fallback in fallbacks() {
+        match parse(value, header, fallback) {
+            Ok(rows) => {
+                assert!(!rows.is_empty(), "Ok with no records for {value:?}");
+                if expect.single {
+                    assert_eq!(rows.len(), 1, "{header:?} gave several records");
+                }
+                for row in &rows {
+                    if expect.single {
+                        assert_eq!(row.raw, value, "raw is not the input");
+                    }
+                    if !expect.types.is_empty() {
+                        assert!(
+                            expect.types.contains(&row.source_type),
+                            "{header:?} gave {:?}",
+                            row.source_type
+                        );
+                    }
+                    assert!(row.kafka.is_none(), "the parser set kafka coordinates");
+                    check_json_round_trip(row);
+                }
+            }
+            Err(e) => check_error(&e),
+        }
+    }
+}
+
+/// Every error must render (it becomes a DLQ header) and have a class.
+pub fn check_error(e: &ParseError) {
+    assert!(!e.class().is_empty());
+    let _ = e.batch_index();
+    let _ = e.to_string();
+}
+
+/// What ingest forwards, detect must read back unchanged. Times outside
+/// PostgreSQL's years are rejected by ingest before forwarding, so they are
+/// not checked here.
+pub fn check_json_round_trip(row: &LogRecord) {
+    if !(1..=9999).contains(&row.event_time.year()) {
+        return;
+    }
+    let json = match serde_json::to_string(row) {
+        Ok(j) => j,
+        Err(e) => panic!("record does not serialize: {e}: {row:?}"),
+    };
+    let back: LogRecord = match serde_json::from_str(&json) {
+        Ok(r) => r,
+        Err(e) => panic!("record does not read back: {e}: {json}"),
+    };
+    assert_eq!(&back, row, "record changed through JSON: {json}");
+}
+
+/// Whether any text of the record contains U+0000.
+pub fn has_nul(row: &LogRecord) -> bool {
+    let nul = |s: &str| s.contains('\0');
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(nul);
+    nul(&row.message)
+        || nul(&row.raw)
+        || opt(&row.service)
+        || opt(&row.host)
+        || row.http.as_ref().is_some_and(|h| {
+            opt(&h.method)
+                || opt(&h.path)
+                || opt(&h.protocol)
+                || opt(&h.referrer)
+                || opt(&h.user_agent)
+        })
+        || row.metrics.keys().any(|k| nul(k))
+        || row
+            .attributes
+            .iter()
+            .any(|(k, v)| nul(k) || value_has_nul(v))
+}
+
+fn value_has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(value_has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || value_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
