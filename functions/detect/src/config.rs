@@ -23,7 +23,12 @@ use logpipe_detect::window::WindowConfig;
 /// | `RATE_MIN_COUNT` | `20` | records a window needs before its error / 5xx rate is judged |
 /// | `VOLUME_WARMUP_WINDOWS` | `30` | windows of history before volume alerts |
 /// | `TEMPLATE_WARMUP_MESSAGES` | `1000` | messages per entity before new templates alert |
-/// | `OUTBOX_BATCH` | `10000` | outbox messages published per invocation at most |
+/// | `DETECT_MAX_TEMPLATES_PER_ENTITY` | `1000` | message templates kept per entity; at the cap the least recently seen is evicted (counted in the state's `templates.evictions`) |
+/// | `DETECT_MAX_ALERT_MESSAGE_BYTES` | `2048` | an alert's message is cut to this (at least 64) on a char boundary, ending in `… (truncated, N more findings)` |
+/// | `OUTBOX_BATCH` | `10000` | outbox messages claimed per round; an invocation publishes rounds until the outbox is empty or its time budget is used |
+/// | `OUTBOX_BUDGET_MS` | `10000` | time an invocation spends publishing the outbox at most (also bounded by the invocation's deadline less 3 s) |
+/// | `OUTBOX_RETENTION_HOURS` | `168` | published outbox rows older than this are deleted (parked rows stay until an operator acts) |
+/// | `IDLE_ADVANCE_SECONDS` | `300` | when no record arrived for this long, an invocation without records (the scheduled tick) moves the event-time clock on by the idle wall time, so the last windows close |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
 /// | `RUN_MIGRATIONS` | `true` | apply migrations at init |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `detect` | named in dead-letter headers |
@@ -37,6 +42,9 @@ pub struct DetectConfig {
     pub dlq_max_value_bytes: usize,
     pub max_future_skew: chrono::Duration,
     pub outbox_batch: i64,
+    pub outbox_budget: Duration,
+    pub outbox_retention: Duration,
+    pub idle_advance: Duration,
     pub message_timeout: Duration,
     pub function_name: String,
     pub run_migrations: bool,
@@ -58,6 +66,9 @@ impl Default for DetectConfig {
             dlq_max_value_bytes: 900_000,
             max_future_skew: chrono::Duration::seconds(300),
             outbox_batch: 10_000,
+            outbox_budget: Duration::from_secs(10),
+            outbox_retention: Duration::from_secs(168 * 3600),
+            idle_advance: Duration::from_secs(300),
             message_timeout: Duration::from_secs(20),
             function_name: "detect".into(),
             run_migrations: true,
@@ -127,6 +138,15 @@ impl DetectConfig {
         engine.volume.warmup_windows = number("VOLUME_WARMUP_WINDOWS", de.volume.warmup_windows)?;
         engine.drain.warmup_messages =
             number("TEMPLATE_WARMUP_MESSAGES", de.drain.warmup_messages)?;
+        engine.drain.max_templates = number(
+            "DETECT_MAX_TEMPLATES_PER_ENTITY",
+            de.drain.max_templates as u64,
+        )?
+        .max(1) as usize;
+        engine.max_alert_message_bytes = number(
+            "DETECT_MAX_ALERT_MESSAGE_BYTES",
+            de.max_alert_message_bytes as u64,
+        )? as usize;
         Ok(Self {
             consumer_group: text("CONSUMER_GROUP").unwrap_or(d.consumer_group),
             report_batch_item_failures: flag(
@@ -147,6 +167,21 @@ impl DetectConfig {
                 d.max_future_skew.num_seconds() as u64,
             )? as i64),
             outbox_batch: number("OUTBOX_BATCH", d.outbox_batch as u64)?.max(1) as i64,
+            outbox_budget: Duration::from_millis(number(
+                "OUTBOX_BUDGET_MS",
+                d.outbox_budget.as_millis() as u64,
+            )?),
+            outbox_retention: Duration::from_secs(
+                number(
+                    "OUTBOX_RETENTION_HOURS",
+                    d.outbox_retention.as_secs() / 3600,
+                )?
+                .saturating_mul(3600),
+            ),
+            idle_advance: Duration::from_secs(number(
+                "IDLE_ADVANCE_SECONDS",
+                d.idle_advance.as_secs(),
+            )?),
             message_timeout: Duration::from_millis(number(
                 "KAFKA_MESSAGE_TIMEOUT_MS",
                 d.message_timeout.as_millis() as u64,

@@ -73,7 +73,10 @@ impl Cooldown {
 
     /// Forgets incidents whose cooldown has expired by `now` (bounds state).
     pub fn prune(&mut self, now: DateTime<Utc>) {
-        let horizon = self.window_secs * (self.cooldown_windows + 1);
+        // Saturating: both settings come from the environment.
+        let horizon = self
+            .window_secs
+            .saturating_mul(self.cooldown_windows.saturating_add(1));
         self.incidents
             .retain(|_, inc| (now - inc.last_firing).num_seconds() <= horizon);
     }

@@ -8,6 +8,16 @@
 //! message (differing tokens become `<*>`); otherwise a new cluster starts.
 //! A cluster's id is a stable FNV-1a hash of its first template and does not
 //! change as the template generalizes.
+//!
+//! At most `max_templates` clusters are kept per miner (one miner per
+//! entity). When a new template arrives at the cap, the least recently
+//! seen cluster is evicted and counted in [`TemplateMiner::evictions`].
+//! Evicting rather than refusing new templates keeps novelty detection
+//! working on a stream whose vocabulary drifts (deploys, new features): a
+//! full miner that stopped learning would report every later unseen
+//! message as new, or none. The price is that an evicted template that
+//! comes back is reported as new again, which is what "not seen for the
+//! longest time" means anyway.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +40,16 @@ pub struct DrainConfig {
     pub rare_count: u64,
     /// … once at least this many messages were seen.
     pub rare_after: u64,
+    /// Clusters kept at most; the least recently seen is evicted for a new one.
+    #[serde(default = "default_max_templates")]
+    pub max_templates: usize,
+}
+
+/// Default of [`DrainConfig::max_templates`].
+pub const DEFAULT_MAX_TEMPLATES: usize = 1000;
+
+fn default_max_templates() -> usize {
+    DEFAULT_MAX_TEMPLATES
 }
 
 impl Default for DrainConfig {
@@ -41,6 +61,7 @@ impl Default for DrainConfig {
             warmup_messages: 1000,
             rare_count: 5,
             rare_after: 10_000,
+            max_templates: DEFAULT_MAX_TEMPLATES,
         }
     }
 }
@@ -50,6 +71,9 @@ pub struct Cluster {
     pub id: String,
     pub tokens: Vec<String>,
     pub count: u64,
+    /// [`TemplateMiner::total`] when the cluster last matched (recency for eviction).
+    #[serde(default)]
+    pub last_seen: u64,
 }
 
 impl Cluster {
@@ -63,6 +87,23 @@ struct Node {
     children: BTreeMap<String, Node>,
     /// Indices into `TemplateMiner::clusters`.
     clusters: Vec<usize>,
+}
+
+impl Node {
+    /// Drops cluster index `removed`, shifts the indices above it down by
+    /// one (the cluster list closed the gap) and prunes empty children.
+    fn forget(&mut self, removed: usize) {
+        self.clusters.retain(|&i| i != removed);
+        for i in &mut self.clusters {
+            if *i > removed {
+                *i -= 1;
+            }
+        }
+        self.children.retain(|_, child| {
+            child.forget(removed);
+            !(child.clusters.is_empty() && child.children.is_empty())
+        });
+    }
 }
 
 /// Result of [`TemplateMiner::add`].
@@ -79,6 +120,9 @@ pub struct TemplateMiner {
     pub config: DrainConfig,
     pub total: u64,
     pub clusters: Vec<Cluster>,
+    /// Clusters evicted at the `max_templates` cap, ever.
+    #[serde(default)]
+    pub evictions: u64,
     root: Node,
 }
 
@@ -88,29 +132,32 @@ impl TemplateMiner {
             config,
             total: 0,
             clusters: Vec::new(),
+            evictions: 0,
             root: Node::default(),
         }
     }
 
     pub fn add(&mut self, message: &str) -> TemplateMatch {
         self.total = self.total.saturating_add(1);
+        let now = self.total;
         let tokens: Vec<String> = message.split_whitespace().map(mask_token).collect();
         let prefix_len = self.config.depth.saturating_sub(2).min(tokens.len());
         let max_children = self.config.max_children.max(1);
         let sim_threshold = self.config.sim_threshold;
 
-        // Walk (and grow) the tree: length layer, then prefix tokens.
-        let mut node = self
-            .root
-            .children
-            .entry(tokens.len().to_string())
-            .or_default();
+        // Walk (and grow) the tree: length layer, then prefix tokens. The
+        // keys taken are kept so that the walk can be repeated after an
+        // eviction pruned part of the path.
+        let mut path: Vec<String> = Vec::with_capacity(prefix_len + 1);
+        path.push(tokens.len().to_string());
+        let mut node = self.root.children.entry(path[0].clone()).or_default();
         for tok in &tokens[..prefix_len] {
             let key = if node.children.contains_key(tok) || node.children.len() + 1 < max_children {
                 tok.clone()
             } else {
                 PARAM.to_string()
             };
+            path.push(key.clone());
             node = node.children.entry(key).or_default();
         }
 
@@ -134,12 +181,18 @@ impl TemplateMiner {
                 }
             }
             c.count = c.count.saturating_add(1);
+            c.last_seen = now;
             return TemplateMatch {
                 template_id: c.id.clone(),
                 template: c.template(),
                 is_new: false,
                 count: c.count,
             };
+        }
+
+        // Room for the new cluster (a lowered cap evicts down to it).
+        while self.clusters.len() >= self.config.max_templates.max(1) {
+            self.evict_least_recent();
         }
 
         let template = tokens.join(" ");
@@ -149,11 +202,16 @@ impl TemplateMiner {
             salt += 1;
             id = format!("{:016x}", fnv1a(&format!("{template}#{salt}")));
         }
+        let mut node = &mut self.root;
+        for key in path {
+            node = node.children.entry(key).or_default();
+        }
         node.clusters.push(self.clusters.len());
         self.clusters.push(Cluster {
             id: id.clone(),
             tokens,
             count: 1,
+            last_seen: now,
         });
         TemplateMatch {
             template_id: id,
@@ -161,6 +219,23 @@ impl TemplateMiner {
             is_new: true,
             count: 1,
         }
+    }
+
+    /// Removes the least recently seen cluster (the oldest on a tie) and
+    /// prunes the tree branches left empty.
+    fn evict_least_recent(&mut self) {
+        let Some(victim) = self
+            .clusters
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, c)| (c.last_seen, *i))
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        self.clusters.remove(victim);
+        self.root.forget(victim);
+        self.evictions = self.evictions.saturating_add(1);
     }
 
     pub fn is_warm(&self) -> bool {
@@ -377,5 +452,106 @@ mod tests {
         assert_eq!(b.template, "connection closed by peer <*>");
         assert!(m.add("").is_new);
         assert!(!m.add("   ").is_new);
+    }
+
+    fn node_count(n: &Node) -> usize {
+        1 + n.children.values().map(node_count).sum::<usize>()
+    }
+
+    /// Every cluster index in the tree points at a cluster, once.
+    fn indices(n: &Node, out: &mut Vec<usize>) {
+        out.extend(&n.clusters);
+        for c in n.children.values() {
+            indices(c, out);
+        }
+    }
+
+    #[test]
+    fn cap_evicts_the_least_recently_seen_template() {
+        let mut m = TemplateMiner::new(DrainConfig {
+            max_templates: 3,
+            ..DrainConfig::default()
+        });
+        let a = m.add("alpha");
+        let b = m.add("beta gamma");
+        let c = m.add("delta epsilon zeta");
+        assert_eq!(m.evictions, 0);
+        // alpha is seen again: beta gamma is now the least recent
+        assert!(!m.add("alpha").is_new);
+        let d = m.add("eta theta iota kappa");
+        assert!(d.is_new);
+        assert_eq!((m.clusters.len(), m.evictions), (3, 1));
+        let kept: Vec<&str> = m.clusters.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(kept, [&a.template_id, &c.template_id, &d.template_id]);
+        // the survivors are still found through the tree
+        for (msg, id) in [
+            ("alpha", &a.template_id),
+            ("delta epsilon zeta", &c.template_id),
+            ("eta theta iota kappa", &d.template_id),
+        ] {
+            let r = m.add(msg);
+            assert_eq!((&r.template_id, r.is_new), (id, false), "{msg}");
+        }
+        // the evicted one comes back as new, evicting the least recent (alpha)
+        let b2 = m.add("beta gamma");
+        assert!(b2.is_new);
+        assert_eq!(b2.template_id, b.template_id, "same template, same id");
+        assert_eq!(m.evictions, 2);
+        assert!(m.clusters.iter().all(|c| c.id != a.template_id));
+        let mut idx = Vec::new();
+        indices(&m.root, &mut idx);
+        idx.sort_unstable();
+        assert_eq!(idx, [0, 1, 2]);
+        // a lowered cap (settings changed) evicts down to it on the next new template
+        m.config.max_templates = 1;
+        assert!(m.add("lambda mu nu xi omicron").is_new);
+        assert_eq!((m.clusters.len(), m.evictions), (1, 5));
+        assert_eq!(
+            node_count(&m.root),
+            1 + 1 + 2,
+            "root, length, two prefix nodes"
+        );
+    }
+
+    #[test]
+    fn high_cardinality_stream_stays_bounded() {
+        let mut m = TemplateMiner::new(DrainConfig {
+            max_templates: 50,
+            ..DrainConfig::default()
+        });
+        let mut rng = Rng::new(3);
+        let word = |rng: &mut Rng| -> String {
+            (0..8)
+                .map(|_| char::from(b'a' + rng.below(26) as u8))
+                .collect()
+        };
+        let mut new = 0u64;
+        for _ in 0..5000 {
+            let msg = format!("{} {} {}", word(&mut rng), word(&mut rng), word(&mut rng));
+            new += u64::from(m.add(&msg).is_new);
+            assert!(m.clusters.len() <= 50);
+        }
+        assert_eq!(m.evictions, new - 50);
+        assert!(node_count(&m.root) <= 2 + 50 * 2, "{}", node_count(&m.root));
+        let mut idx = Vec::new();
+        indices(&m.root, &mut idx);
+        idx.sort_unstable();
+        assert_eq!(idx, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn state_saved_before_the_cap_still_loads() {
+        let mut m = TemplateMiner::new(DrainConfig::default());
+        m.add("connection closed by peer alice");
+        let mut v = serde_json::to_value(&m).unwrap();
+        v.as_object_mut().unwrap().remove("evictions");
+        v["config"].as_object_mut().unwrap().remove("max_templates");
+        v["clusters"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("last_seen");
+        let back: TemplateMiner = serde_json::from_value(v).unwrap();
+        assert_eq!(back.config.max_templates, DEFAULT_MAX_TEMPLATES);
+        assert_eq!((back.evictions, back.clusters[0].last_seen), (0, 0));
     }
 }

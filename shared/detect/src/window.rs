@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use logpipe_schema::{Level, LogRecord};
 use serde::{Deserialize, Serialize};
 
@@ -15,12 +15,53 @@ use crate::record_id_of;
 /// Sample record ids kept per window (and per error sample list).
 pub const MAX_SAMPLES: usize = 5;
 
-/// `[start, end)` of the window of width `width_secs` (≥ 1) containing `t`.
+/// Widest window the core works with; wider settings are clamped. Keeps
+/// every window boundary within `i64` seconds and `TimeDelta` range.
+pub const MAX_WINDOW_SECS: i64 = 366 * 86_400;
+
+/// The window width actually used for `width_secs`: `1..=MAX_WINDOW_SECS`.
+pub fn clamp_width(width_secs: i64) -> i64 {
+    width_secs.clamp(1, MAX_WINDOW_SECS)
+}
+
+/// Start (Unix seconds, floored to the width) of the window containing
+/// second `secs`. It may lie before [`DateTime::MIN_UTC`]: keys and
+/// boundaries stay exact integers, only their display saturates.
+pub fn window_start_secs(secs: i64, width_secs: i64) -> i64 {
+    let w = clamp_width(width_secs);
+    secs.saturating_sub(secs.rem_euclid(w))
+}
+
+/// The instant of Unix second `secs`, saturated to chrono's range. A
+/// window end saturated to [`DateTime::MAX_UTC`] (never a whole second)
+/// marks a window that no watermark can close.
+pub fn time_of(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(if secs < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+/// `t − secs`, saturated at [`DateTime::MIN_UTC`] (any `secs ≥ 0`).
+pub fn saturating_sub_secs(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    TimeDelta::try_seconds(secs.max(0))
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// `[start, end)` of the window of width `width_secs` (clamped to
+/// `1..=MAX_WINDOW_SECS`) containing `t`; both ends saturate at chrono's
+/// range (see [`time_of`]). Never panics.
 pub fn window_bounds(t: DateTime<Utc>, width_secs: i64) -> (DateTime<Utc>, DateTime<Utc>) {
-    let w = width_secs.max(1);
-    let start_secs = t.timestamp().div_euclid(w) * w;
-    let start = DateTime::from_timestamp(start_secs, 0).unwrap_or(t);
-    (start, start + Duration::seconds(w))
+    let w = clamp_width(width_secs);
+    let start = window_start_secs(t.timestamp(), w);
+    (time_of(start), time_of(start.saturating_add(w)))
+}
+
+/// Whether a window ending at `end` is closed by watermark `wm`.
+fn closes(end: DateTime<Utc>, wm: DateTime<Utc>) -> bool {
+    end <= wm && end != DateTime::<Utc>::MAX_UTC
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +149,7 @@ impl Windows {
 
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
         self.max_event_time
-            .map(|m| m - Duration::seconds(self.config.allowed_lateness_secs.max(0)))
+            .map(|m| saturating_sub_secs(m, self.config.allowed_lateness_secs))
     }
 
     pub fn open_count(&self) -> usize {
@@ -127,7 +168,7 @@ impl Windows {
         let t = record.event_time;
         self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
         let (start, end) = window_bounds(t, self.config.width_secs);
-        if self.watermark().is_some_and(|wm| end <= wm) {
+        if self.watermark().is_some_and(|wm| closes(end, wm)) {
             self.dropped_late += 1;
             return AddOutcome::DroppedLate;
         }
@@ -163,7 +204,7 @@ impl Windows {
         let keys: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, w)| w.window_end <= until)
+            .filter(|(_, w)| closes(w.window_end, until))
             .map(|(k, _)| k.clone())
             .collect();
         let mut out: Vec<ClosedWindow> = keys.iter().filter_map(|k| self.open.remove(k)).collect();
@@ -224,5 +265,69 @@ mod tests {
         let back: Windows = serde_json::from_str(&json).unwrap();
         assert_eq!(back, w);
         assert_eq!(back.open_count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod extreme_tests {
+    use super::*;
+    use crate::testutil::record;
+
+    const MIN: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+    const MAX: DateTime<Utc> = DateTime::<Utc>::MAX_UTC;
+
+    #[test]
+    fn bounds_saturate_at_the_ends_of_time_for_any_width() {
+        for width in [i64::MIN, -1, 0, 1, 60, 86_400, MAX_WINDOW_SECS, i64::MAX] {
+            let (s, e) = window_bounds(MIN, width);
+            assert_eq!(s, MIN, "width {width}");
+            assert!(e > s);
+            let (s, e) = window_bounds(MAX, width);
+            assert!(s <= MAX);
+            // the last window's end is past chrono's range: shown as MAX_UTC
+            assert_eq!(e, MAX, "width {width}");
+        }
+        assert_eq!(time_of(i64::MIN), MIN);
+        assert_eq!(time_of(i64::MAX), MAX);
+        assert_eq!(window_start_secs(i64::MIN, 60), i64::MIN);
+        assert_eq!(window_start_secs(-1, 60), -60);
+        assert_eq!(saturating_sub_secs(MIN, i64::MAX), MIN);
+        assert_eq!(saturating_sub_secs(MAX, -5), MAX);
+    }
+
+    #[test]
+    fn windows_at_the_ends_of_time_neither_panic_nor_close_early() {
+        let mut w = Windows::new(WindowConfig {
+            width_secs: 60,
+            allowed_lateness_secs: 0,
+        });
+        assert!(matches!(
+            w.add("a", &record(MIN, "a")),
+            AddOutcome::Accepted { .. }
+        ));
+        // watermark MAX_UTC closes every window except the last one, whose
+        // end no watermark reaches: a record there is never late.
+        assert!(matches!(
+            w.add("a", &record(MAX, "a")),
+            AddOutcome::Accepted { .. }
+        ));
+        assert_eq!(w.watermark(), Some(MAX));
+        let closed = w.close_ready();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].window_start, MIN);
+        assert!(matches!(
+            w.add("a", &record(MAX, "a")),
+            AddOutcome::Accepted { .. }
+        ));
+        assert_eq!(w.open_count(), 1);
+        assert_eq!(w.add("a", &record(MIN, "a")), AddOutcome::DroppedLate);
+        let mut huge = Windows::new(WindowConfig {
+            width_secs: i64::MAX,
+            allowed_lateness_secs: i64::MAX,
+        });
+        huge.add("a", &record(MIN, "a"));
+        huge.add("a", &record(MAX, "a"));
+        assert_eq!(huge.watermark(), Some(MIN));
+        assert!(huge.close_ready().is_empty());
     }
 }
