@@ -1,47 +1,31 @@
 //! The Lambda boundary: event in, response (or error) out.
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use logpipe_kafka::BatchResponse;
+use std::time::Duration;
+
+use lambda_runtime::LambdaEvent;
+use logpipe_delivery::{ReportMode, Response};
 use logpipe_kafka::event::KafkaEventPayload;
-use serde::Serialize;
 
-use crate::pipeline::{DetectOutcome, DetectSummary, Detector};
+use crate::pipeline::{DetectSummary, Detector};
 
-/// Returned when records must be retried and the event source mapping
-/// cannot be told which (no `ReportBatchItemFailures`): Lambda then retries
-/// the whole batch; stored progress skips what was already done and the
-/// outbox still holds what was not delivered.
-#[derive(Debug, thiserror::Error)]
-#[error("batch must be retried ({retry} records): {cause}")]
-pub struct RetryBatch {
-    pub cause: String,
-    pub retry: usize,
-}
-
-impl From<RetryBatch> for Diagnostic {
-    fn from(e: RetryBatch) -> Self {
-        Diagnostic {
-            error_type: "RetryBatch".into(),
-            error_message: e.to_string(),
-        }
-    }
-}
+pub use logpipe_delivery::RetryBatch;
 
 /// The success response: partial-batch failures (empty when all went well)
 /// and the counts, which Lambda ignores but people and tests read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DetectResponse {
-    #[serde(flatten)]
-    pub batch: BatchResponse,
-    pub summary: DetectSummary,
-}
+pub type DetectResponse = Response<DetectSummary>;
 
+/// Time kept back from the invocation's deadline for answering.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+
+/// Handles a Kafka batch, or a scheduled tick (an EventBridge Scheduler or
+/// rule event has no `records`: it reads as an empty batch).
 pub async fn handle(
     detector: &Detector,
     event: LambdaEvent<KafkaEventPayload>,
 ) -> Result<DetectResponse, RetryBatch> {
+    let budget = outbox_budget(detector.config().outbox_budget, event.context.deadline);
     let outcome = detector
-        .detect(event.payload.decode(), chrono::Utc::now())
+        .detect(event.payload.decode(), chrono::Utc::now(), budget)
         .await;
     let s = &outcome.summary;
     tracing::info!(
@@ -58,6 +42,7 @@ pub async fn handle(
         alerts_suppressed = s.alerts_suppressed,
         outbox_published = s.outbox_published,
         outbox_pending = s.outbox_pending,
+        outbox_parked = s.outbox_parked,
         "batch done"
     );
     logpipe_telemetry::emit_metrics(
@@ -68,31 +53,40 @@ pub async fn handle(
             ("RecordsRetry", s.records_retry as f64),
             ("AlertsNew", s.alerts_new as f64),
             ("OutboxPending", s.outbox_pending as f64),
+            ("OutboxParked", s.outbox_parked as f64),
         ],
     );
-    respond(outcome, detector.config().report_batch_item_failures)
+    let mode = ReportMode::from_flag(detector.config().report_batch_item_failures);
+    outcome.settlement.respond(outcome.summary, mode)
 }
 
-/// Failures are reported per partition only to a mapping that reads them;
-/// otherwise an error makes Lambda retry the batch (never a silent success).
-pub fn respond(
-    outcome: DetectOutcome,
-    report_batch_item_failures: bool,
-) -> Result<DetectResponse, RetryBatch> {
-    if logpipe_kafka::response::must_fail_whole_batch(
-        &outcome.failures,
-        outcome.whole_batch_failed,
-        report_batch_item_failures,
-    ) {
-        return Err(RetryBatch {
-            cause: outcome.cause.unwrap_or_else(|| "unknown".into()),
-            retry: outcome.summary.records_retry,
-        });
+/// The configured budget, cut to what the invocation's deadline (epoch
+/// milliseconds; 0 when unknown, as in tests) leaves.
+fn outbox_budget(configured: Duration, deadline_ms: u64) -> Duration {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if deadline_ms == 0 {
+        return configured;
     }
-    Ok(DetectResponse {
-        batch: BatchResponse {
-            batch_item_failures: outcome.failures,
-        },
-        summary: outcome.summary,
-    })
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    configured.min(left.saturating_sub(DEADLINE_MARGIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_never_passes_the_deadline() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(outbox_budget(ten, 0), ten);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(outbox_budget(ten, now_ms + 5_000) <= Duration::from_secs(2));
+        assert_eq!(outbox_budget(ten, now_ms + 1_000), Duration::ZERO);
+        assert_eq!(outbox_budget(ten, now_ms + 60_000), ten);
+    }
 }

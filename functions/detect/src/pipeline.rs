@@ -1,45 +1,57 @@
-//! One batch: records → per-entity state (locked rows) → outbox → Kafka.
+//! One batch: records → per-entity state (locked rows) → outbox → Kafka,
+//! in phases around the delivery ledger.
 //!
-//! Order of work, and why:
-//! 1. In one transaction: lock the batch's partitions (a redelivery racing
-//!    the original waits, then sees its progress), skip records at or below
-//!    the stored progress, dead-letter undecodable records (published while
-//!    the transaction is open, so progress never passes an unpublished dead
-//!    letter), lock the entities' state rows in order, run the engine,
-//!    advance the clock, close due windows, insert alerts/predictions into
-//!    the outbox, save states and progress, commit.
-//! 2. Publish the outbox (this batch's messages and any a failed earlier
-//!    invocation left behind) and mark what Kafka confirmed.
+//! 1. **decode** every record into a normalized [`LogRecord`] or a
+//!    dead-letter verdict (pure).
+//! 2. **process**, in one transaction: lock the batch's partitions (a
+//!    redelivery racing the original waits, then sees its progress), skip
+//!    records at or below the stored progress, publish the dead letters
+//!    (while the transaction is open, so progress never passes an
+//!    unpublished one), lock the entities' state rows in order, run the
+//!    engine, advance the clock, close due windows, insert alerts and
+//!    predictions into the outbox, save states and progress, commit.
+//!    A permanent database error (a value PostgreSQL refuses) is isolated:
+//!    the records are processed again in halves, and a single record that
+//!    still fails is dead-lettered (`db_rejected`); a transient one hands
+//!    the records back.
+//! 3. **publish the outbox** — this batch's messages and any left behind —
+//!    within the invocation's time budget, marking what Kafka confirmed and
+//!    parking what it will never take. An invocation without records (the
+//!    scheduled tick) does only this, after moving an idle clock on so the
+//!    last windows close.
 //!
-//! A failure in 1 rolls everything back; a failure in 2 leaves messages in
-//! the outbox. Either way the partitions are handed back for retry, and the
-//! retry (whose records are now at or below progress) publishes what is
-//! still pending: consumers may see an id twice, never lose one.
+//! A failure in 2 rolls the transaction back; a transient failure in 3
+//! leaves messages in the outbox and hands the batch back, so the retry
+//! (whose records are now duplicates) publishes what is pending: consumers
+//! may see an id twice, never lose one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use logpipe_delivery::{Ledger, Settlement};
 use logpipe_detect::{Emitted, Engine, EntityState, entity_of};
-use logpipe_kafka::dlq::dead_letter;
-use logpipe_kafka::{BatchItemFailure, DecodedEvent, InputRecord, OutMessage, Publisher};
+use logpipe_kafka::dlq::{self, Limits, Reason};
+use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
 use logpipe_postgres::detect::{
-    EntityRow, EntityUpdate, OutboxMessage, advance_clock, claim_outbox, count_unpublished,
-    finish_outbox, insert_outbox, lock_due_entities, lock_entities, lock_partitions,
+    EntityRow, EntityUpdate, OutboxMessage, OutboxResult, advance_clock, advance_idle_clock,
+    claim_outbox, count_unpublished, finish_outbox, insert_outbox, lock_due_entities,
+    lock_entities, lock_partitions, prune_outbox,
 };
-use logpipe_postgres::{
-    Database, DbError, PartitionProgress, load_progress, migrate, save_progress,
-};
+use logpipe_postgres::tokio_postgres::Transaction;
+use logpipe_postgres::{Database, DbError, load_progress, migrate, save_progress};
 use logpipe_schema::LogRecord;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::config::DetectConfig;
 
-type PartitionKey = (String, i32);
-
 /// Silent entities whose windows one batch closes at most (the rest wait
-/// for the next batch).
+/// for the next batch or tick).
 const DUE_ENTITIES_PER_BATCH: i64 = 500;
+
+/// Published outbox rows deleted per invocation at most.
+const PRUNE_PER_INVOCATION: i64 = 10_000;
 
 /// Counts for one batch. `records_in = records_processed +
 /// records_duplicate + records_dead_lettered + records_retry`.
@@ -62,6 +74,9 @@ pub struct DetectSummary {
     pub alerts_suppressed: u64,
     pub outbox_published: usize,
     pub outbox_pending: i64,
+    /// Outbox messages the broker refused for good: kept, never retried.
+    pub outbox_parked: i64,
+    pub outbox_pruned: u64,
     pub dead_letter_classes: BTreeMap<String, usize>,
 }
 
@@ -69,11 +84,7 @@ pub struct DetectSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectOutcome {
     pub summary: DetectSummary,
-    /// First unprocessed offset of each partition that must be retried.
-    pub failures: Vec<BatchItemFailure>,
-    pub cause: Option<String>,
-    /// A failure that cannot be expressed per partition.
-    pub whole_batch_failed: bool,
+    pub settlement: Settlement,
 }
 
 pub struct Detector {
@@ -85,16 +96,25 @@ pub struct Detector {
 }
 
 /// Why a record cannot be used.
+#[derive(Debug, Clone)]
 struct Poison {
     class: &'static str,
     message: String,
 }
 
-fn parse(record: &InputRecord) -> Result<LogRecord, Poison> {
+/// Phase 1: a record's normalized form, or why it has none.
+fn decode(record: &InputRecord) -> Result<LogRecord, Poison> {
     if let Some(e) = &record.error {
         return Err(Poison {
             class: e.class,
             message: e.message.clone(),
+        });
+    }
+    if record.partition < 0 || record.offset < 0 {
+        // Without coordinates it can be neither skipped nor resumed.
+        return Err(Poison {
+            class: "missing_coordinates",
+            message: "record has no usable partition/offset".into(),
         });
     }
     let Some(value) = &record.value else {
@@ -107,6 +127,16 @@ fn parse(record: &InputRecord) -> Result<LogRecord, Poison> {
         class: "invalid_record",
         message: format!("not a normalized log record: {e}"),
     })
+}
+
+/// The per-batch counts phase 2 produces (added once committed).
+#[derive(Debug, Default)]
+struct Processed {
+    records_late: usize,
+    entities: usize,
+    alerts_new: u64,
+    predictions_new: u64,
+    alerts_suppressed: u64,
 }
 
 impl Detector {
@@ -154,182 +184,247 @@ impl Detector {
         }
     }
 
-    pub async fn detect(&self, event: DecodedEvent, now: DateTime<Utc>) -> DetectOutcome {
+    /// One invocation. `budget`: how long the outbox may be published for.
+    pub async fn detect(
+        &self,
+        event: DecodedEvent,
+        now: DateTime<Utc>,
+        budget: Duration,
+    ) -> DetectOutcome {
+        let started = Instant::now();
         let records = event.records;
-        let mut summary = DetectSummary {
-            records_in: records.len(),
-            ..Default::default()
-        };
-        let first_offsets = first_offsets(&records);
-        // Hands every partition back from its first offset. `committed`:
-        // the records were handled (their counts stand) and only delivery
-        // of the outbox is owed; otherwise all of them are to be retried.
-        let fail_all = |mut summary: DetectSummary, cause: String, committed: bool| {
-            if !committed {
-                summary.records_retry = summary.records_in;
-            }
-            DetectOutcome {
-                summary,
-                failures: first_offsets
-                    .iter()
-                    .map(|((t, p), o)| BatchItemFailure::new(t, *p, *o))
-                    .collect(),
-                cause: Some(cause),
-                whole_batch_failed: false,
-            }
-        };
-        if records.iter().any(|r| r.partition < 0 || r.offset < 0) {
-            // Without coordinates nothing can be skipped or resumed safely.
-            let mut o = fail_all(summary, "a record has no partition/offset".into(), false);
-            o.whole_batch_failed = true;
-            return o;
+        let mut ledger = Ledger::new(
+            records
+                .iter()
+                .map(|r| (r.topic.as_str(), r.partition, r.offset)),
+        );
+        let mut summary = DetectSummary::default();
+        let decoded: Vec<Result<LogRecord, Poison>> = records.iter().map(decode).collect();
+        if records.is_empty() {
+            self.tick().await;
+        } else {
+            self.process_isolating(&records, &decoded, now, &mut ledger, &mut summary)
+                .await;
         }
 
-        let stops = match self.process(&records, now, &mut summary).await {
-            Ok(stops) => stops,
-            Err(e) => {
-                tracing::error!(error = %e, "batch rolled back; it will be retried");
-                if e.is_transient() {
-                    self.db.reset().await;
-                }
-                let summary = DetectSummary {
-                    records_in: summary.records_in,
-                    ..Default::default()
-                };
-                return fail_all(summary, e.to_string(), false);
-            }
-        };
-
-        // The batch is committed: what remains is delivering the outbox.
-        match self.publish_outbox().await {
-            Ok((published, pending)) => {
-                summary.outbox_published = published;
-                summary.outbox_pending = pending;
-                let cause =
-                    (!stops.is_empty()).then(|| "a dead letter could not be published".to_string());
-                DetectOutcome {
-                    summary,
-                    failures: stops
-                        .into_iter()
-                        .map(|((t, p), o)| BatchItemFailure::new(&t, p, o))
-                        .collect(),
-                    cause,
-                    whole_batch_failed: false,
-                }
+        // What remains is delivering the outbox.
+        let deadline = started + budget;
+        match self.publish_outbox(deadline).await {
+            Ok(stats) => {
+                summary.outbox_published = stats.published;
+                summary.outbox_pending = stats.pending;
+                summary.outbox_parked = stats.parked;
+                summary.outbox_pruned = stats.pruned;
             }
             Err(cause) => {
-                // The records are committed (the counts say so), but their
-                // alerts are owed: hand the partitions back. The retry skips
-                // the records as duplicates and publishes what is pending.
+                // The records are committed, their alerts are owed: hand the
+                // batch back. The retry skips the records as duplicates and
+                // publishes what is pending (so does the next tick).
                 tracing::error!(%cause, "alerts/predictions not delivered; the batch will be retried to publish them");
-                fail_all(summary, cause, true)
+                ledger.retry_all(&cause, true);
+            }
+        }
+        let settlement = ledger.settle();
+        let c = &settlement.counts;
+        summary.records_in = c.records_in;
+        summary.records_processed = c.done;
+        summary.records_duplicate = c.duplicate;
+        summary.records_dead_lettered = c.dead_lettered;
+        summary.records_retry = c.retry;
+        summary.dead_letter_classes = c.dead_letter_classes.clone();
+        DetectOutcome {
+            summary,
+            settlement,
+        }
+    }
+
+    /// Phase 2 over the whole batch; a permanent database error is narrowed
+    /// down by halves to the record that causes it.
+    async fn process_isolating(
+        &self,
+        records: &[InputRecord],
+        decoded: &[Result<LogRecord, Poison>],
+        now: DateTime<Utc>,
+        ledger: &mut Ledger,
+        summary: &mut DetectSummary,
+    ) {
+        let mut parts: Vec<Vec<usize>> = vec![(0..records.len()).collect()];
+        let mut isolated = false;
+        while let Some(part) = parts.pop() {
+            let mut attempt = ledger.clone();
+            match self
+                .process(records, decoded, &part, now, &mut attempt)
+                .await
+            {
+                Ok(p) => {
+                    *ledger = attempt;
+                    summary.records_late += p.records_late;
+                    summary.entities += p.entities;
+                    summary.alerts_new += p.alerts_new;
+                    summary.predictions_new += p.predictions_new;
+                    summary.alerts_suppressed += p.alerts_suppressed;
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::error!(error = %e, "batch rolled back; it will be retried");
+                    self.db.reset().await;
+                    for &i in &part {
+                        ledger.retry(i, e.to_string(), true);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let open: Vec<usize> =
+                        part.into_iter().filter(|&i| ledger.is_open(i)).collect();
+                    isolated = true;
+                    if open.len() > 1 {
+                        tracing::warn!(error = %e, records = open.len(), "PostgreSQL refuses part of the batch; processing it in halves");
+                        let (first, second) = open.split_at(open.len() / 2);
+                        // Popped in order: the first half first.
+                        parts.push(second.to_vec());
+                        parts.push(first.to_vec());
+                    } else if let Some(&i) = open.first() {
+                        let p = Poison {
+                            class: "db_rejected",
+                            message: e.to_string(),
+                        };
+                        self.dead_letter(records, &[(i, &p)], ledger).await;
+                    }
+                }
+            }
+        }
+        if isolated {
+            // Records dead-lettered alone moved progress no transaction saved.
+            if let Err(e) = self.save_progress(ledger).await {
+                tracing::warn!(error = %e, "progress after isolating a record not saved; a redelivery dead-letters it again");
             }
         }
     }
 
-    /// Step 1 of the module docs: everything up to the commit.
+    async fn save_progress(&self, ledger: &Ledger) -> Result<(), DbError> {
+        let mut client = self.db.client().await?;
+        let txn = client.transaction().await.map_err(DbError::from_query)?;
+        save_progress(&txn, &self.config.consumer_group, &ledger.progress()).await?;
+        txn.commit().await.map_err(DbError::from_query)
+    }
+
+    /// Phase 2 for the records `part` (indices into the batch), all or
+    /// nothing: `ledger` is this attempt's copy.
     async fn process(
         &self,
         records: &[InputRecord],
+        decoded: &[Result<LogRecord, Poison>],
+        part: &[usize],
         now: DateTime<Utc>,
-        summary: &mut DetectSummary,
-    ) -> Result<HashMap<PartitionKey, i64>, DbError> {
+        ledger: &mut Ledger,
+    ) -> Result<Processed, DbError> {
         self.ensure_schema().await?;
         let group = self.config.consumer_group.as_str();
-        let partitions: Vec<PartitionKey> = first_offsets(records).into_keys().collect();
+        let partitions = ledger.partitions();
         let mut client = self.db.client().await?;
         let txn = client.transaction().await.map_err(DbError::from_query)?;
         lock_partitions(&txn, group, &partitions).await?;
-        let progress = load_progress(&txn, group, &partitions).await?;
-        let done = |r: &InputRecord| {
-            progress
-                .get(&(r.topic.clone(), r.partition))
-                .is_some_and(|last| r.offset <= *last)
-        };
+        ledger.skip_handled(&load_progress(&txn, group, &partitions).await?);
 
-        // Parse; dead-letter what cannot be used.
-        let mut parsed: Vec<(&InputRecord, LogRecord)> = Vec::with_capacity(records.len());
-        let mut dead: Vec<(&InputRecord, Poison)> = Vec::new();
-        for r in records {
-            if done(r) {
-                summary.records_duplicate += 1;
-                continue;
-            }
-            match parse(r) {
-                Ok(lr) => parsed.push((r, lr)),
-                Err(p) => dead.push((r, p)),
-            }
-        }
-        let stops = self.dead_letter(&dead).await;
-        if !stops.is_empty() {
-            // Keep only what precedes the first undelivered dead letter of
-            // each partition; the rest is retried.
-            parsed.retain(|(r, _)| !stopped(&stops, r));
-            summary.records_retry = records
-                .iter()
-                .filter(|r| !done(r) && stopped(&stops, r))
-                .count();
-        }
-        for (r, p) in &dead {
-            if !stopped(&stops, r) {
-                summary.records_dead_lettered += 1;
-                *summary
-                    .dead_letter_classes
-                    .entry(p.class.to_string())
-                    .or_default() += 1;
-            }
-        }
+        let dead: Vec<(usize, &Poison)> = part
+            .iter()
+            .filter(|&&i| ledger.is_open(i))
+            .filter_map(|&i| decoded[i].as_ref().err().map(|p| (i, p)))
+            .collect();
+        self.dead_letter(records, &dead, ledger).await;
+        let live: Vec<(usize, &LogRecord)> = part
+            .iter()
+            .filter(|&&i| ledger.is_open(i))
+            .filter_map(|&i| decoded[i].as_ref().ok().map(|r| (i, r)))
+            .collect();
 
-        // State: lock the batch's entities (in order), feed the engine.
-        let entities: Vec<String> = parsed
+        let mut out = Processed::default();
+        let (mut states, emitted) = self.observe(&txn, &live, now, &mut out).await?;
+        for (i, _) in &live {
+            ledger.done(*i);
+        }
+        out.alerts_suppressed = emitted.suppressed;
+        let (alerts, predictions): (Vec<OutboxMessage>, Vec<OutboxMessage>) = self
+            .outbox_messages(&emitted)
+            .into_iter()
+            .partition(|m| m.kind == "alert");
+        out.alerts_new = insert_outbox(&txn, &alerts).await?;
+        out.predictions_new = insert_outbox(&txn, &predictions).await?;
+        out.entities = states.len();
+        self.save_states(&txn, &mut states).await?;
+        save_progress(&txn, group, &ledger.progress()).await?;
+        txn.commit().await.map_err(DbError::from_query)?;
+        Ok(out)
+    }
+
+    /// Locks the entities of `live` (in order), feeds the engine, advances
+    /// the clock and closes every due window — also of entities this batch
+    /// did not touch (silence is scored too).
+    async fn observe(
+        &self,
+        txn: &Transaction<'_>,
+        live: &[(usize, &LogRecord)],
+        now: DateTime<Utc>,
+        out: &mut Processed,
+    ) -> Result<(BTreeMap<String, EntityState>, Emitted), DbError> {
+        let group = self.config.consumer_group.as_str();
+        let entities: Vec<String> = live
             .iter()
             .map(|(_, lr)| entity_of(lr))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let rows = lock_entities(&txn, group, &entities).await?;
+        let rows = lock_entities(txn, group, &entities).await?;
         let mut states: BTreeMap<String, EntityState> =
             rows.into_iter().map(|row| self.state_of(row)).collect();
         let mut emitted = Emitted::default();
         let mut newest: Option<DateTime<Utc>> = None;
-        let horizon = now + self.config.max_future_skew;
-        for (_, lr) in &parsed {
+        let horizon = now
+            .checked_add_signed(self.config.max_future_skew)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        for (_, lr) in live {
             let entity = entity_of(lr);
             let state = states
                 .entry(entity.clone())
                 .or_insert_with(|| self.engine.new_state());
             if !self.engine.observe(state, &entity, lr, &mut emitted) {
-                summary.records_late += 1;
+                out.records_late += 1;
             }
             // A clock far ahead would make every later record late.
             if lr.event_time <= horizon {
                 newest = Some(newest.map_or(lr.event_time, |n| n.max(lr.event_time)));
             }
         }
-        summary.records_processed = parsed.len();
+        let clock = advance_clock(txn, group, newest).await?;
+        self.close_due(txn, clock, &entities, &mut states, &mut emitted)
+            .await?;
+        Ok((states, emitted))
+    }
 
-        // Advance the clock, then close every due window — also of entities
-        // this batch did not touch (silence is scored too).
-        let clock = advance_clock(&txn, group, newest).await?;
-        if let Some(clock) = clock {
-            let watermark = self.engine.watermark(clock);
-            let due = lock_due_entities(&txn, group, watermark, &entities, DUE_ENTITIES_PER_BATCH)
-                .await?;
-            states.extend(due.into_iter().map(|row| self.state_of(row)));
-            for (entity, state) in states.iter_mut() {
-                self.engine.close(state, entity, watermark, &mut emitted);
-            }
+    /// Closes the windows due at `clock`'s watermark.
+    async fn close_due(
+        &self,
+        txn: &Transaction<'_>,
+        clock: Option<DateTime<Utc>>,
+        touched: &[String],
+        states: &mut BTreeMap<String, EntityState>,
+        emitted: &mut Emitted,
+    ) -> Result<(), DbError> {
+        let Some(clock) = clock else { return Ok(()) };
+        let group = self.config.consumer_group.as_str();
+        let watermark = self.engine.watermark(clock);
+        let due = lock_due_entities(txn, group, watermark, touched, DUE_ENTITIES_PER_BATCH).await?;
+        states.extend(due.into_iter().map(|row| self.state_of(row)));
+        for (entity, state) in states.iter_mut() {
+            self.engine.close(state, entity, watermark, emitted);
         }
-        summary.entities = states.len();
-        summary.alerts_suppressed = emitted.suppressed;
+        Ok(())
+    }
 
-        let (alerts, predictions): (Vec<OutboxMessage>, Vec<OutboxMessage>) = self
-            .outbox_messages(&emitted)
-            .into_iter()
-            .partition(|m| m.kind == "alert");
-        summary.alerts_new = insert_outbox(&txn, &alerts).await?;
-        summary.predictions_new = insert_outbox(&txn, &predictions).await?;
-
+    async fn save_states(
+        &self,
+        txn: &Transaction<'_>,
+        states: &mut BTreeMap<String, EntityState>,
+    ) -> Result<(), DbError> {
         let updates: Vec<EntityUpdate> = states
             .iter()
             .map(|(entity, state)| EntityUpdate {
@@ -340,12 +435,36 @@ impl Detector {
                 next_close_at: self.engine.next_close(state),
             })
             .collect();
-        logpipe_postgres::detect::save_entities(&txn, group, &updates).await?;
-        let progress_rows = new_progress(records, &stops);
-        save_progress(&txn, group, &progress_rows).await?;
-        txn.commit().await.map_err(DbError::from_query)?;
+        logpipe_postgres::detect::save_entities(txn, &self.config.consumer_group, &updates).await
+    }
 
-        Ok(stops)
+    /// An invocation without records: when input has stopped, move the
+    /// clock on by the idle wall time and close what is due, so the last
+    /// windows of every entity close and their predictions go out.
+    async fn tick(&self) {
+        let closed = async {
+            self.ensure_schema().await?;
+            let group = self.config.consumer_group.as_str();
+            let mut client = self.db.client().await?;
+            let txn = client.transaction().await.map_err(DbError::from_query)?;
+            let Some(clock) = advance_idle_clock(&txn, group, self.config.idle_advance).await?
+            else {
+                return Ok(0);
+            };
+            let mut states = BTreeMap::new();
+            let mut emitted = Emitted::default();
+            self.close_due(&txn, Some(clock), &[], &mut states, &mut emitted)
+                .await?;
+            let messages = self.outbox_messages(&emitted);
+            let n = insert_outbox(&txn, &messages).await?;
+            self.save_states(&txn, &mut states).await?;
+            txn.commit().await.map_err(DbError::from_query)?;
+            Ok::<_, DbError>(n)
+        };
+        match closed.await {
+            Ok(n) => tracing::info!(messages = n, "tick: idle windows closed"),
+            Err(error) => tracing::error!(%error, "tick: closing idle windows failed"),
+        }
     }
 
     /// A stored state, or a fresh one (logged) when the row is new or its
@@ -391,46 +510,77 @@ impl Detector {
         out
     }
 
-    /// Publishes the dead letters; returns, per partition, the offset of
-    /// the first one that was not delivered.
-    async fn dead_letter(&self, dead: &[(&InputRecord, Poison)]) -> HashMap<PartitionKey, i64> {
-        let mut stops: HashMap<PartitionKey, i64> = HashMap::new();
+    /// Publishes the dead letters of `dead`; each delivered one is
+    /// dead-lettered in the ledger, each failed one a retry (which stops its
+    /// partition there).
+    async fn dead_letter(
+        &self,
+        records: &[InputRecord],
+        dead: &[(usize, &Poison)],
+        ledger: &mut Ledger,
+    ) {
         if dead.is_empty() {
-            return stops;
+            return;
         }
+        let limits = Limits::with_value_bytes(self.config.dlq_max_value_bytes);
         let builders: Vec<_> = dead
             .iter()
-            .map(|(r, p)| {
+            .map(|(i, p)| {
+                let r = &records[*i];
                 tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error_class = p.class, error = %p.message, "record cannot be used; sending it to the dead-letter topic");
                 let topic = format!("{}{}", r.topic, self.config.dlq_suffix);
+                let limits = &limits;
                 move || {
-                    dead_letter(
+                    dlq::dead_letter(
                         r,
-                        p.class,
-                        &p.message,
                         topic,
-                        &self.config.function_name,
-                        self.config.dlq_max_value_bytes,
+                        &Reason::new(p.class, &p.message, &self.config.function_name),
+                        limits,
                     )
                 }
             })
             .collect();
         let results = self.publisher.publish_all(builders).await;
-        for ((r, _), result) in dead.iter().zip(results) {
-            if let Err(e) = result {
-                tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "dead letter not delivered; the record will be retried");
-                let at = stops
-                    .entry((r.topic.clone(), r.partition))
-                    .or_insert(r.offset);
-                *at = (*at).min(r.offset);
+        for ((i, p), result) in dead.iter().zip(results) {
+            match result {
+                Ok(_) => ledger.dead_letter(*i, p.class, p.message.clone()),
+                Err(e) => {
+                    let r = &records[*i];
+                    tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "dead letter not delivered; the record will be retried");
+                    ledger.retry(*i, e.to_string(), e.is_transient());
+                }
             }
         }
-        stops
     }
 
-    /// Step 2: publishes up to `OUTBOX_BATCH` pending messages and marks the
-    /// delivered ones. Returns (published, still pending) or why it failed.
-    pub async fn publish_outbox(&self) -> Result<(usize, i64), String> {
+    /// Phase 3: publishes pending outbox messages in rounds of
+    /// `OUTBOX_BATCH` until none is left or `deadline` passes; a message
+    /// the broker will never take is parked. Then prunes old published rows.
+    pub async fn publish_outbox(&self, deadline: Instant) -> Result<OutboxStats, String> {
+        let mut stats = OutboxStats::default();
+        loop {
+            let round = self.publish_outbox_round().await?;
+            stats.published += round.published;
+            if let Some(e) = round.error {
+                return Err(e);
+            }
+            if round.claimed < self.config.outbox_batch as usize || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let client = self.db.client().await.map_err(|e| e.to_string())?;
+        stats.pruned = prune_outbox(&*client, self.config.outbox_retention, PRUNE_PER_INVOCATION)
+            .await
+            .map_err(|e| e.to_string())?;
+        (stats.pending, stats.parked) = count_unpublished(&*client)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stats)
+    }
+
+    /// Claims up to `OUTBOX_BATCH` pending messages, publishes them and
+    /// records the results.
+    async fn publish_outbox_round(&self) -> Result<OutboxRound, String> {
         let mut client = self.db.client().await.map_err(|e| e.to_string())?;
         let txn = client
             .transaction()
@@ -460,76 +610,51 @@ impl Detector {
             })
             .collect();
         let results = self.publisher.publish_all(builders).await;
-        let mut delivered = Vec::new();
-        let mut failed = Vec::new();
-        let mut error = None;
-        for (m, r) in pending.iter().zip(&results) {
+        let mut result = OutboxResult::default();
+        let mut error: Option<String> = None;
+        for (m, r) in pending.iter().zip(results) {
+            let key = (m.topic.as_str(), m.id.as_str());
             match r {
-                Ok(_) => delivered.push((m.topic.as_str(), m.id.as_str())),
+                Ok(_) => result.delivered.push(key),
+                Err(e) if !e.is_transient() => {
+                    tracing::error!(topic = %m.topic, id = %m.id, error = %e, "the broker refuses this outbox message for good; parking it");
+                    result.parked.push((key.0, key.1, e.to_string()));
+                }
                 Err(e) => {
-                    error.get_or_insert_with(|| e.to_string());
-                    failed.push((m.topic.as_str(), m.id.as_str()));
+                    error.get_or_insert_with(|| owed(&e, pending.len()));
+                    result.failed.push((key.0, key.1, e.to_string()));
                 }
             }
         }
-        finish_outbox(&txn, &delivered, &failed, error.as_deref())
+        finish_outbox(&txn, &result)
             .await
             .map_err(|e| e.to_string())?;
         txn.commit()
             .await
             .map_err(|e| DbError::from_query(e).to_string())?;
-        if let Some(e) = error {
-            return Err(format!(
-                "{} of {} alerts/predictions not delivered: {e}",
-                failed.len(),
-                pending.len()
-            ));
-        }
-        let still = count_unpublished(&*client)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((delivered.len(), still))
-    }
-}
-
-fn stopped(stops: &HashMap<PartitionKey, i64>, r: &InputRecord) -> bool {
-    stops
-        .get(&(r.topic.clone(), r.partition))
-        .is_some_and(|at| r.offset >= *at)
-}
-
-/// The first offset of each partition in the batch (records are sorted).
-fn first_offsets(records: &[InputRecord]) -> BTreeMap<PartitionKey, i64> {
-    let mut out = BTreeMap::new();
-    for r in records {
-        out.entry((r.topic.clone(), r.partition))
-            .and_modify(|o: &mut i64| *o = (*o).min(r.offset))
-            .or_insert(r.offset);
-    }
-    out
-}
-
-/// Progress after this batch: the last handled offset of each partition,
-/// never reaching a stop.
-fn new_progress(
-    records: &[InputRecord],
-    stops: &HashMap<PartitionKey, i64>,
-) -> Vec<PartitionProgress> {
-    let mut last: BTreeMap<PartitionKey, i64> = BTreeMap::new();
-    for r in records {
-        if stopped(stops, r) {
-            continue;
-        }
-        let e = last
-            .entry((r.topic.clone(), r.partition))
-            .or_insert(r.offset);
-        *e = (*e).max(r.offset);
-    }
-    last.into_iter()
-        .map(|((topic, partition), last_offset)| PartitionProgress {
-            topic,
-            partition,
-            last_offset,
+        Ok(OutboxRound {
+            claimed: pending.len(),
+            published: result.delivered.len(),
+            error,
         })
-        .collect()
+    }
+}
+
+fn owed(e: &PublishError, of: usize) -> String {
+    format!("alerts/predictions not delivered (of {of} claimed): {e}")
+}
+
+/// What publishing the outbox did in one invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub published: usize,
+    pub pending: i64,
+    pub parked: i64,
+    pub pruned: u64,
+}
+
+struct OutboxRound {
+    claimed: usize,
+    published: usize,
+    error: Option<String>,
 }

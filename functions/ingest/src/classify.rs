@@ -1,6 +1,6 @@
 //! Turning one event record into rows or a poison verdict. Pure: no IO.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use logpipe_kafka::InputRecord;
 use logpipe_schema::{KafkaCoordinates, LogRecord, parse};
 
@@ -29,26 +29,46 @@ impl Poison {
     }
 }
 
+/// What one record may be, each limit with its own dead-letter class or
+/// documented behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Larger values are dead-lettered (`oversized`).
+    pub max_record_bytes: usize,
+    /// A record (a batch envelope) that expands into more rows is
+    /// dead-lettered (`too_many_rows`).
+    pub max_rows_per_record: usize,
+    /// Event times later than the Kafka timestamp plus this, or before
+    /// 1970, are not believed: the row keeps the Kafka timestamp as its
+    /// event time and the original in `attributes.event_time_original`
+    /// (a clock or parse error must neither lose the log nor skew every
+    /// time-based view and detector).
+    pub max_event_time_ahead: chrono::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 256 * 1024,
+            max_rows_per_record: 10_000,
+            max_event_time_ahead: chrono::Duration::days(1),
+        }
+    }
+}
+
 /// Classifies a whole batch, on every available core for large batches
 /// (Lambda gives 2+ vCPUs from 1,769 MB of memory). Order is preserved.
-pub fn classify_all(records: &[InputRecord], max_record_bytes: usize) -> Vec<Verdict> {
+pub fn classify_all(records: &[InputRecord], limits: &Limits) -> Vec<Verdict> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 2_000 {
-        return records
-            .iter()
-            .map(|r| classify(r, max_record_bytes))
-            .collect();
+        return records.iter().map(|r| classify(r, limits)).collect();
     }
     let chunk = records.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let workers: Vec<_> = records
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|r| classify(r, max_record_bytes))
-                        .collect::<Vec<_>>()
-                })
+                scope.spawn(move || part.iter().map(|r| classify(r, limits)).collect::<Vec<_>>())
             })
             .collect();
         workers
@@ -63,14 +83,15 @@ pub fn classify_all(records: &[InputRecord], max_record_bytes: usize) -> Vec<Ver
 }
 
 /// Decodes, checks and parses one record.
-pub fn classify(record: &InputRecord, max_record_bytes: usize) -> Verdict {
-    match rows_of(record, max_record_bytes) {
+pub fn classify(record: &InputRecord, limits: &Limits) -> Verdict {
+    match rows_of(record, limits) {
         Ok(rows) => Verdict::Rows(rows),
         Err(p) => Verdict::Poison(p),
     }
 }
 
-fn rows_of(record: &InputRecord, max_record_bytes: usize) -> Result<Vec<LogRecord>, Poison> {
+fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Poison> {
+    let max_record_bytes = limits.max_record_bytes;
     if let Some(e) = &record.error {
         return Err(Poison::new(e.class, e.message.clone()));
     }
@@ -113,6 +134,19 @@ fn rows_of(record: &InputRecord, max_record_bytes: usize) -> Result<Vec<LogRecor
         DateTime::from_timestamp_millis(record.timestamp_ms).unwrap_or(DateTime::UNIX_EPOCH);
     let mut rows =
         parse(text, format, kafka_time).map_err(|e| Poison::new(e.class(), e.to_string()))?;
+    if rows.len() > limits.max_rows_per_record {
+        return Err(Poison::new(
+            "too_many_rows",
+            format!(
+                "record expands into {} rows, over the limit of {}",
+                rows.len(),
+                limits.max_rows_per_record
+            ),
+        ));
+    }
+    let latest = kafka_time
+        .checked_add_signed(limits.max_event_time_ahead)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     // Formats without a service field (access logs, syslog) may be named
     // by the producer in a `service` header.
     let service_header = record
@@ -121,9 +155,22 @@ fn rows_of(record: &InputRecord, max_record_bytes: usize) -> Result<Vec<LogRecor
         .map(str::trim)
         .filter(|s| !s.is_empty());
     for (seq, row) in rows.iter_mut().enumerate() {
-        check_storable_time(row.event_time)?;
+        if row.event_time > latest || row.event_time < DateTime::UNIX_EPOCH {
+            row.attributes.insert(
+                "event_time_original".into(),
+                serde_json::Value::String(row.event_time.to_rfc3339()),
+            );
+            row.event_time = kafka_time;
+        }
         if row.service.is_none() {
             row.service = service_header.map(str::to_string);
+        }
+        // The value is fine; keep the fact that the key was not.
+        if let Some(k) = &record.key_error {
+            row.attributes.insert(
+                logpipe_kafka::event::KEY_UNDECODABLE_ATTRIBUTE.into(),
+                serde_json::json!({"class": k.class, "message": k.message}),
+            );
         }
         row.kafka = Some(KafkaCoordinates {
             topic: record.topic.clone(),
@@ -134,19 +181,6 @@ fn rows_of(record: &InputRecord, max_record_bytes: usize) -> Result<Vec<LogRecor
         });
     }
     Ok(rows)
-}
-
-/// PostgreSQL's timestamptz ends before chrono's range does; a year outside
-/// 1..=9999 is a producer bug, not a time.
-fn check_storable_time(t: DateTime<Utc>) -> Result<(), Poison> {
-    if (1..=9999).contains(&t.year()) {
-        Ok(())
-    } else {
-        Err(Poison::new(
-            "schema_violation",
-            format!("event time {t} is out of range"),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -179,7 +213,11 @@ mod tests {
         let records: Vec<InputRecord> = (0..5_000)
             .map(|i| record(i, Some(format!("line number {i}").as_bytes())))
             .collect();
-        let verdicts = classify_all(&records, 1024);
+        let limits = Limits {
+            max_record_bytes: 1024,
+            ..Limits::default()
+        };
+        let verdicts = classify_all(&records, &limits);
         assert_eq!(verdicts.len(), records.len());
         for (i, v) in verdicts.iter().enumerate() {
             let Verdict::Rows(rows) = v else {
@@ -200,11 +238,15 @@ mod tests {
         let bad_utf8 = record(5, Some(&[0xff, 0xfe]));
         let far_future = record(
             6,
-            Some(br#"{"message":"m","timestamp":"+20000-01-01T00:00:00Z"}"#),
+            Some(br#"{"message":"m","timestamp":"9999-01-01T00:00:00Z"}"#),
         );
+        let small = Limits {
+            max_record_bytes: 100,
+            ..Limits::default()
+        };
         let classes: Vec<_> = [nul, escaped_nul, tombstone, big, bad_utf8]
             .iter()
-            .map(|r| poison_class(&classify(r, 100)))
+            .map(|r| poison_class(&classify(r, &small)))
             .collect();
         assert_eq!(
             classes,
@@ -216,7 +258,11 @@ mod tests {
                 Some("invalid_utf8")
             ]
         );
-        // Either the parser rejects the year or the range check does.
-        assert!(poison_class(&classify(&far_future, 1000)).is_some());
+        // A time nobody can believe keeps the log, at its Kafka time.
+        let Verdict::Rows(rows) = classify(&far_future, &Limits::default()) else {
+            panic!("far-future event time rejected")
+        };
+        assert_eq!(rows[0].event_time.timestamp_millis(), 1_700_000_000_000);
+        assert!(rows[0].attributes.contains_key("event_time_original"));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::classify::Limits;
+
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `CONSUMER_GROUP` | `logpipe-ingest` | the ESM's consumer group id (key of `ingest_progress`) |
@@ -9,7 +11,11 @@ use std::time::Duration;
 /// | `FORWARD_TOPIC` | `log-processing` | where normalized records go; empty disables forwarding |
 /// | `DLQ_SUFFIX` | `.dlq` | dead-letter topic = source topic + suffix |
 /// | `MAX_RECORD_BYTES` | `262144` | larger values are dead-lettered (`oversized`) |
-/// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`) |
+/// | `MAX_ROWS_PER_RECORD` | `10000` | a record (batch envelope) expanding into more rows is dead-lettered (`too_many_rows`) |
+/// | `MAX_ROWS_PER_INVOCATION` | `200000` | records past this many rows are handed back for the next invocation (the first record always fits) |
+/// | `MAX_FORWARD_BYTES` | `1000000` | a forwarded record larger than this is sent without `raw` (then with `message` and `attributes` cut), marked `forward_truncated`; the row in `logs` is whole |
+/// | `MAX_EVENT_TIME_AHEAD_SECS` | `86400` | event times further ahead of the Kafka timestamp (or before 1970) are replaced by the Kafka timestamp, the original kept in `attributes.event_time_original` |
+/// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`); keys, headers and the error message are bounded too |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
 /// | `RUN_MIGRATIONS` | `true` | apply migrations at init (the database user then needs CREATE on the schema) |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `ingest` | named in dead-letter headers |
@@ -19,7 +25,9 @@ pub struct IngestConfig {
     pub report_batch_item_failures: bool,
     pub forward_topic: Option<String>,
     pub dlq_suffix: String,
-    pub max_record_bytes: usize,
+    pub limits: Limits,
+    pub max_rows_per_invocation: usize,
+    pub max_forward_bytes: usize,
     pub dlq_max_value_bytes: usize,
     pub message_timeout: Duration,
     pub function_name: String,
@@ -37,7 +45,9 @@ impl Default for IngestConfig {
             report_batch_item_failures: false,
             forward_topic: Some("log-processing".into()),
             dlq_suffix: ".dlq".into(),
-            max_record_bytes: 256 * 1024,
+            limits: Limits::default(),
+            max_rows_per_invocation: 200_000,
+            max_forward_bytes: 1_000_000,
             dlq_max_value_bytes: 900_000,
             message_timeout: Duration::from_secs(20),
             function_name: "ingest".into(),
@@ -84,7 +94,29 @@ impl IngestConfig {
             dlq_suffix: get("DLQ_SUFFIX")
                 .filter(|v| !v.is_empty())
                 .unwrap_or(d.dlq_suffix),
-            max_record_bytes: number("MAX_RECORD_BYTES", d.max_record_bytes as u64)? as usize,
+            limits: Limits {
+                max_record_bytes: number("MAX_RECORD_BYTES", d.limits.max_record_bytes as u64)?
+                    as usize,
+                max_rows_per_record: number(
+                    "MAX_ROWS_PER_RECORD",
+                    d.limits.max_rows_per_record as u64,
+                )?
+                .max(1) as usize,
+                max_event_time_ahead: chrono::Duration::seconds(
+                    number(
+                        "MAX_EVENT_TIME_AHEAD_SECS",
+                        d.limits.max_event_time_ahead.num_seconds() as u64,
+                    )?
+                    .min(i32::MAX as u64) as i64,
+                ),
+            },
+            max_rows_per_invocation: number(
+                "MAX_ROWS_PER_INVOCATION",
+                d.max_rows_per_invocation as u64,
+            )?
+            .max(1) as usize,
+            max_forward_bytes: number("MAX_FORWARD_BYTES", d.max_forward_bytes as u64)?.max(4096)
+                as usize,
             dlq_max_value_bytes: number("DLQ_MAX_VALUE_BYTES", d.dlq_max_value_bytes as u64)?
                 as usize,
             message_timeout: Duration::from_millis(number(
@@ -116,7 +148,7 @@ mod tests {
         .unwrap();
         assert!(c.report_batch_item_failures);
         assert_eq!(c.forward_topic, None);
-        assert_eq!(c.max_record_bytes, 10);
+        assert_eq!(c.limits.max_record_bytes, 10);
         assert!(IngestConfig::from_lookup(|k| (k == "REPORT_BATCH_ITEM_FAILURES").then(|| "yes".into())).is_err());
         assert!(
             IngestConfig::from_lookup(|k| (k == "MAX_RECORD_BYTES").then(|| "big".into())).is_err()

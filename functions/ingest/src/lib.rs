@@ -8,6 +8,7 @@ pub mod handler;
 pub mod messages;
 pub mod pipeline;
 
+pub use classify::Limits;
 pub use config::IngestConfig;
 pub use handler::{IngestResponse, RetryBatch, handle};
 pub use pipeline::{BatchOutcome, BatchSummary, Ingestor};

@@ -1,43 +1,45 @@
 //! The messages the function publishes: dead letters and forwarded records.
 //! Pure builders, so the exact headers are unit-tested.
 
+use logpipe_kafka::dlq::{self, Limits, Reason};
 use logpipe_kafka::{InputRecord, OutMessage};
 use logpipe_schema::LogRecord;
 
-use crate::classify::Poison;
-
 pub use logpipe_kafka::dlq::header;
 
-/// The original record plus headers naming the poison (see
-/// [`logpipe_kafka::dlq::dead_letter`]).
+/// The original record plus headers naming why (the project's one
+/// dead-letter builder, [`logpipe_kafka::dlq::dead_letter`]).
 pub fn dead_letter(
     record: &InputRecord,
-    poison: &Poison,
+    class: &str,
+    message: &str,
     dlq_topic: String,
     function: &str,
     max_value_bytes: usize,
 ) -> OutMessage {
-    logpipe_kafka::dlq::dead_letter(
+    dlq::dead_letter(
         record,
-        poison.class,
-        &poison.message,
         dlq_topic,
-        function,
-        max_value_bytes,
+        &Reason::new(class, message, function),
+        &Limits::with_value_bytes(max_value_bytes),
     )
 }
 
 /// A normalized record for downstream consumers, keyed by its stable id so
-/// a replay can be recognised.
-pub fn forward(record: &LogRecord, topic: &str) -> OutMessage {
+/// a replay can be recognised. A record whose JSON would exceed `max_bytes`
+/// is sent without `raw`, then with `message` and `attributes` cut, and
+/// marked `forward_truncated` (the row in `logs` stays whole; detection
+/// needs the fields, not the original text).
+pub fn forward(record: &LogRecord, topic: &str, max_bytes: usize) -> OutMessage {
     let id = record
         .kafka
         .as_ref()
         .map(|k| k.record_id())
         .unwrap_or_default();
-    // ok: a LogRecord always serializes (string keys only; serde_json writes
-    // non-finite floats as null).
-    let payload = serde_json::to_vec(record).expect("LogRecord serializes"); // ok: see above
+    let mut payload = to_json(record);
+    if payload.len() > max_bytes {
+        payload = to_json(&slimmed(record, payload.len(), max_bytes));
+    }
     OutMessage {
         topic: topic.to_string(),
         key: Some(id.into_bytes()),
@@ -50,6 +52,31 @@ pub fn forward(record: &LogRecord, topic: &str) -> OutMessage {
             ),
         ],
     }
+}
+
+fn to_json(record: &LogRecord) -> Vec<u8> {
+    // ok: a LogRecord always serializes (string keys only; serde_json writes
+    // non-finite floats as null).
+    serde_json::to_vec(record).expect("LogRecord serializes") // ok: see above
+}
+
+/// A copy that fits in `max_bytes`: no raw text, a message of at most an
+/// eighth of the budget (JSON escaping can grow text sixfold), and the
+/// attributes only when they fit beside it.
+fn slimmed(record: &LogRecord, full_len: usize, max_bytes: usize) -> LogRecord {
+    let mut slim = record.clone();
+    slim.raw = String::new();
+    slim.message = dlq::truncate_str(&record.message, max_bytes / 8).to_string();
+    let attributes_len = serde_json::to_vec(&record.attributes).map_or(usize::MAX, |v| v.len());
+    if attributes_len > max_bytes / 2 {
+        slim.attributes = serde_json::Map::new();
+        slim.metrics.retain(|_, _| false);
+    }
+    slim.attributes.insert(
+        "forward_truncated".into(),
+        serde_json::json!({"original_bytes": full_len, "raw_bytes": record.raw.len()}),
+    );
+    slim
 }
 
 #[cfg(test)]
@@ -79,13 +106,10 @@ mod tests {
 
     #[test]
     fn dead_letters_keep_the_record_and_say_why() {
-        let poison = Poison {
-            class: "invalid_json",
-            message: "truncated".into(),
-        };
         let m = dead_letter(
             &record(),
-            &poison,
+            "invalid_json",
+            "truncated",
             "log-ingestion.dlq".into(),
             "ingest",
             1000,
@@ -107,14 +131,35 @@ mod tests {
 
     #[test]
     fn oversized_dead_letters_are_truncated_and_marked() {
-        let poison = Poison {
-            class: "oversized",
-            message: "é".repeat(800),
-        };
-        let m = dead_letter(&record(), &poison, "t.dlq".into(), "ingest", 8);
+        let long = "é".repeat(800);
+        let m = dead_letter(&record(), "oversized", &long, "t.dlq".into(), "ingest", 8);
         assert_eq!(m.payload.as_ref().map(Vec::len), Some(8));
         assert_eq!(header(&m, header::TRUNCATED_FROM), Some(&b"20"[..]));
         let msg = header(&m, header::ERROR_MESSAGE).unwrap();
         assert!(msg.len() <= 1000 && std::str::from_utf8(msg).is_ok());
+    }
+
+    #[test]
+    fn a_forward_too_large_drops_raw_and_fits() {
+        // Control characters escape to six bytes each in JSON.
+        let text = "\u{1}".repeat(200_000);
+        let rows = logpipe_schema::parse(&text, None, chrono::Utc::now()).unwrap();
+        let mut row = rows[0].clone();
+        row.kafka = Some(logpipe_schema::KafkaCoordinates {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            seq: 0,
+            timestamp_ms: 0,
+        });
+        let small = forward(&row, "log-processing", 10_000_000);
+        assert!(small.payload.as_ref().unwrap().len() > 1_000_000);
+        let m = forward(&row, "log-processing", 100_000);
+        let payload = m.payload.unwrap();
+        assert!(payload.len() <= 100_000, "{}", payload.len());
+        let back: LogRecord = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(back.raw, "");
+        assert!(back.attributes.contains_key("forward_truncated"));
+        assert_eq!(back.kafka, row.kafka);
     }
 }

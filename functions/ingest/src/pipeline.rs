@@ -1,30 +1,43 @@
-//! One batch, start to finish: classify every record, skip what was already
-//! done, dead-letter poison, forward normalized records, then store rows and
-//! progress in one transaction.
+//! One batch, start to finish, in phases around the delivery ledger:
 //!
-//! Ordering is what makes retries safe. Publishing (dead letters and
-//! forwards) finishes before the transaction commits, so a crash in between
-//! re-publishes on retry (a duplicate downstream, keyed by record id) rather
-//! than losing anything; rows and progress commit together, so a retry after
-//! the commit skips the records instead of storing them twice.
+//! 1. **skip** what the group already handled (stored progress);
+//! 2. **classify** every record into rows or a dead-letter verdict, and keep
+//!    the invocation within its row budget;
+//! 3. **deliver**: write the rows in a transaction while the dead letters
+//!    and forwards are published; commit rows and progress together only
+//!    when every delivery succeeded.
+//!
+//! Permanent and transient failures part ways in phase 3, in one place
+//! ([`Ingestor::attempt`]): a row PostgreSQL refuses or a forward the broker
+//! will never take makes its own record a dead letter and the attempt is
+//! repeated for the rest (already-delivered messages are not re-sent); a
+//! transient failure hands the record, and what follows it in its
+//! partition, back for retry.
+//!
+//! Ordering is what makes retries safe. Publishing finishes before the
+//! commit, so a crash in between re-publishes on retry (a duplicate
+//! downstream, keyed by record id) rather than losing anything; rows and
+//! progress commit together, so a retry after the commit skips the records
+//! instead of storing them twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use logpipe_kafka::producer::Delivered;
-use logpipe_kafka::{
-    BatchItemFailure, DecodedEvent, InputRecord, OutMessage, PublishError, Publisher,
-};
+use logpipe_delivery::{Ledger, Settlement};
+use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
 use logpipe_postgres::{
-    Database, DbError, PartitionProgress, insert_records, load_progress, migrate, save_progress,
-    store_batch,
+    Database, DbError, Inserted, insert_isolating, load_progress, migrate, save_progress,
 };
 use logpipe_schema::LogRecord;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::classify::{Verdict, classify_all};
+use crate::classify::{Poison, Verdict, classify_all};
 use crate::config::IngestConfig;
 use crate::messages::{dead_letter, forward};
+
+/// A batch settles in at most this many attempts (each attempt after the
+/// first isolates records a permanent failure of the previous one named).
+const MAX_ATTEMPTS: usize = 4;
 
 /// Per-batch counts. Every input record is in exactly one of stored,
 /// duplicate, dead-lettered or retry.
@@ -38,9 +51,14 @@ pub struct BatchSummary {
     pub records_dead_lettered: usize,
     /// Records handed back to the event source for another attempt.
     pub records_retry: usize,
+    /// Of those, the ones whose cause is not transient (e.g. a dead letter
+    /// the broker refuses): an operator must look.
+    pub records_retry_permanent: usize,
     pub rows_inserted: u64,
     /// Rows that were already in `logs` (a replay that progress did not catch).
     pub rows_already_present: u64,
+    /// Rows PostgreSQL refused; their records were dead-lettered (`db_rejected`).
+    pub rows_rejected: usize,
     pub records_forwarded: usize,
     pub dead_letter_classes: BTreeMap<String, usize>,
 }
@@ -49,22 +67,32 @@ pub struct BatchSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchOutcome {
     pub summary: BatchSummary,
-    /// First unprocessed offset of each partition that must be retried.
-    pub failures: Vec<BatchItemFailure>,
-    /// Why there are failures.
-    pub cause: Option<String>,
-    /// A failure that cannot be expressed per partition (a record without
-    /// usable coordinates could not be dead-lettered): retry the whole batch.
-    pub whole_batch_failed: bool,
+    pub settlement: Settlement,
 }
-
-type PartitionKey = (String, i32);
 
 pub struct Ingestor {
     config: IngestConfig,
     db: Database,
     publisher: Publisher,
     schema_ready: OnceCell<()>,
+}
+
+/// Phase 3's view of the batch: each record's verdict and whether its
+/// messages are already out.
+struct Work<'a> {
+    records: &'a [InputRecord],
+    verdicts: Vec<Verdict>,
+    /// The record's dead letter or forwards were delivered in an earlier
+    /// attempt: never send them twice.
+    published: Vec<bool>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// Nothing more to do: committed, or everything left is retried.
+    Settled,
+    /// Records were isolated (or stopped); try again with the rest.
+    Again,
 }
 
 impl Ingestor {
@@ -120,365 +148,367 @@ impl Ingestor {
     }
 
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
-        let started = std::time::Instant::now();
-        let mut records = event.records;
-        let verdicts = classify_all(&records, self.config.max_record_bytes);
-        let mut summary = BatchSummary {
-            records_in: records.len(),
-            ..Default::default()
-        };
-
-        let partitions = partitions_of(&records);
-        let progress = match self.load_progress(&partitions).await {
-            Ok(p) => p,
-            Err(e) => return fail_everything(summary, &records, &HashMap::new(), e.to_string()),
-        };
-
-        // Everything to publish, each message remembering its record.
-        // Forwarded records are serialized only when queued (see publish_all).
-        let mut messages: Vec<Pending<'_>> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
-        for (i, (record, verdict)) in records.iter().zip(&verdicts).enumerate() {
-            if already_done(&progress, record) {
-                continue;
-            }
-            match verdict {
-                Verdict::Poison(p) => {
-                    tracing::warn!(
-                        topic = %record.topic, partition = record.partition, offset = record.offset,
-                        error_class = p.class, error = %p.message,
-                        "record cannot be ingested; sending it to the dead-letter topic"
-                    );
-                    messages.push(Pending::Ready(dead_letter(
-                        record,
-                        p,
-                        format!("{}{}", record.topic, self.config.dlq_suffix),
-                        &self.config.function_name,
-                        self.config.dlq_max_value_bytes,
-                    )));
-                    owners.push(i);
-                }
-                Verdict::Rows(rows) => {
-                    if let Some(topic) = &self.config.forward_topic {
-                        for row in rows {
-                            messages.push(Pending::Forward(row, topic));
-                            owners.push(i);
-                        }
-                    }
-                }
-            }
-        }
-
-        // The values are in the dead letters and the parsed rows now.
-        for r in &mut records {
-            r.value = None;
-        }
-        let no_stops = HashMap::new();
-        let rows = handled_rows(&records, &verdicts, &progress, &no_stops);
-        let progress_all = new_progress(&partitions, &no_stops);
-        let classified_ms = started.elapsed().as_millis() as u64;
-        let (stored, results) = self
-            .store_while_publishing(&rows, &progress_all, messages)
-            .await;
-        tracing::debug!(
-            classified_ms,
-            stored_and_published_ms = started.elapsed().as_millis() as u64 - classified_ms,
-            "batch phases"
+        let records = event.records;
+        let mut ledger = Ledger::new(
+            records
+                .iter()
+                .map(|r| (r.topic.as_str(), r.partition, r.offset)),
         );
-
-        // A failed delivery stops its partition at that record.
-        let mut stop_at: HashMap<PartitionKey, i64> = HashMap::new();
-        let mut cause = None;
-        let mut whole_batch_failed = false;
-        for (result, &owner) in results.iter().zip(&owners) {
-            if let Err(e) = result {
-                let r = &records[owner];
-                tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "publish failed; the record will be retried");
-                cause.get_or_insert_with(|| e.to_string());
-                if r.offset < 0 || r.partition < 0 {
-                    whole_batch_failed = true;
-                }
-                let at = stop_at
-                    .entry((r.topic.clone(), r.partition))
-                    .or_insert(r.offset);
-                *at = (*at).min(r.offset);
+        let mut summary = BatchSummary::default();
+        if self.skip_handled(&mut ledger).await {
+            let mut work = self.classify(&records, &mut ledger);
+            self.deliver(&mut work, &mut ledger, &mut summary).await;
+            summary.records_forwarded = match self.config.forward_topic {
+                Some(_) => (0..records.len())
+                    .filter(|&i| work.published[i] && matches!(work.verdicts[i], Verdict::Rows(_)))
+                    .count(),
+                None => 0,
+            };
+            // Freeing ~10^5 small allocations takes tens of milliseconds; do
+            // it off the response path (a frozen sandbox finishes it later).
+            if records.len() >= 1_000 {
+                let verdicts = std::mem::take(&mut work.verdicts);
+                std::thread::spawn(move || drop(verdicts));
             }
         }
-        summary.records_forwarded = results
-            .iter()
-            .zip(&owners)
-            .filter(|(res, o)| res.is_ok() && matches!(verdicts[**o], Verdict::Rows(_)))
-            .count();
-        let (rows_written, stored) = match stored {
-            Err(e) => return fail_everything(summary, &records, &progress, e.to_string()),
-            Ok(Some(inserted)) => (rows.len(), Ok(inserted)),
-            // Some deliveries failed, so nothing was committed: store what
-            // was handled, up to the first failure of each partition.
-            Ok(None) => {
-                let rows = handled_rows(&records, &verdicts, &progress, &stop_at);
-                let progress = new_progress(&partitions, &stop_at);
-                (rows.len(), self.store(&rows, &progress).await)
-            }
-        };
-        let inserted = match stored {
-            Ok(n) => n,
-            Err(e) => return fail_everything(summary, &records, &progress, e.to_string()),
-        };
-        summary.rows_inserted = inserted;
-        summary.rows_already_present = rows_written as u64 - inserted;
-
-        tracing::debug!(
-            before_accounting_ms = started.elapsed().as_millis() as u64,
-            "stored"
-        );
-        // Account for every record.
-        let mut failures: BTreeMap<PartitionKey, i64> = BTreeMap::new();
-        for (record, verdict) in records.iter().zip(&verdicts) {
-            if already_done(&progress, record) {
-                summary.records_duplicate += 1;
-            } else if stopped(&stop_at, record) {
-                summary.records_retry += 1;
-                failures
-                    .entry((record.topic.clone(), record.partition))
-                    .or_insert(record.offset);
-            } else {
-                match verdict {
-                    Verdict::Rows(_) => summary.records_stored += 1,
-                    Verdict::Poison(p) => {
-                        summary.records_dead_lettered += 1;
-                        *summary
-                            .dead_letter_classes
-                            .entry(p.class.to_string())
-                            .or_default() += 1;
-                    }
-                }
-            }
+        let settlement = ledger.settle();
+        fill_counts(&mut summary, &settlement);
+        if let Some(cause) = &settlement.cause {
+            tracing::error!(error = %cause, retry = summary.records_retry, "records handed back for retry");
         }
-        // Freeing ~10^5 small allocations takes tens of milliseconds; do it
-        // off the response path (a frozen sandbox just finishes it later).
         if records.len() >= 1_000 {
-            std::thread::spawn(move || drop((records, verdicts)));
+            std::thread::spawn(move || drop(records));
         }
         BatchOutcome {
             summary,
-            failures: failures
-                .into_iter()
-                .map(|((t, p), o)| BatchItemFailure::new(&t, p, o))
-                .collect(),
-            cause,
-            whole_batch_failed,
+            settlement,
         }
     }
 
-    async fn load_progress(
-        &self,
-        partitions: &BTreeMap<PartitionKey, OffsetRange>,
-    ) -> Result<HashMap<PartitionKey, i64>, DbError> {
-        self.ensure_schema().await?;
-        let keys: Vec<PartitionKey> = partitions.keys().cloned().collect();
-        let client = self.db.client().await?;
-        load_progress(&*client, &self.config.consumer_group, &keys).await
+    /// Phase 1: marks what the group already handled. `false` when the
+    /// progress cannot be read (then everything is retried).
+    async fn skip_handled(&self, ledger: &mut Ledger) -> bool {
+        let loaded = async {
+            self.ensure_schema().await?;
+            let client = self.db.client().await?;
+            load_progress(&*client, &self.config.consumer_group, &ledger.partitions()).await
+        };
+        match loaded.await {
+            Ok(progress) => {
+                ledger.skip_handled(&progress);
+                true
+            }
+            Err(e) => {
+                self.retry_all(ledger, &e).await;
+                false
+            }
+        }
     }
 
-    async fn store(
-        &self,
-        rows: &[&LogRecord],
-        progress: &[PartitionProgress],
-    ) -> Result<u64, DbError> {
-        let mut client = self.db.client().await?;
-        store_batch(&mut client, &self.config.consumer_group, rows, progress).await
+    /// Phase 2: a verdict for every record, and the invocation's row budget
+    /// (records past it are handed back; the first record always fits).
+    fn classify<'a>(&self, records: &'a [InputRecord], ledger: &mut Ledger) -> Work<'a> {
+        let verdicts = classify_all(records, &self.config.limits);
+        let mut rows = 0usize;
+        let mut admitted = false;
+        for (i, verdict) in verdicts.iter().enumerate() {
+            if !ledger.is_open(i) {
+                continue;
+            }
+            if let Verdict::Rows(r) = verdict {
+                rows += r.len();
+            }
+            if admitted && rows > self.config.max_rows_per_invocation {
+                ledger.retry(
+                    i,
+                    format!(
+                        "the invocation's row budget ({}) is used up; the rest comes next time",
+                        self.config.max_rows_per_invocation
+                    ),
+                    true,
+                );
+            }
+            admitted = true;
+        }
+        Work {
+            records,
+            published: vec![false; records.len()],
+            verdicts,
+        }
     }
 
-    /// Writes rows and progress in a transaction while the messages are
-    /// published, and commits only when every delivery succeeded. Returns
-    /// `Ok(Some(rows inserted))` when committed, `Ok(None)` when a delivery
-    /// failed (rolled back, nothing stored), and the publish results.
-    async fn store_while_publishing(
+    /// Phase 3: attempts until the batch settles.
+    async fn deliver(&self, work: &mut Work<'_>, ledger: &mut Ledger, summary: &mut BatchSummary) {
+        for _ in 0..MAX_ATTEMPTS {
+            if let Attempt::Settled = self.attempt(work, ledger, summary).await {
+                return;
+            }
+        }
+        ledger.retry_undecided(
+            &format!("the batch did not settle in {MAX_ATTEMPTS} attempts"),
+            true,
+        );
+    }
+
+    /// One transaction: rows written while the open records' messages are
+    /// published; committed with the progress only when nothing failed.
+    async fn attempt(
         &self,
-        rows: &[&LogRecord],
-        progress: &[PartitionProgress],
-        messages: Vec<Pending<'_>>,
-    ) -> (
-        Result<Option<u64>, DbError>,
-        Vec<Result<Delivered, PublishError>>,
-    ) {
-        let group = &self.config.consumer_group;
+        work: &mut Work<'_>,
+        ledger: &mut Ledger,
+        summary: &mut BatchSummary,
+    ) -> Attempt {
+        let open: Vec<usize> = ledger.open().collect();
+        let (rows, row_owner) = rows_of(work, &open);
+        let rows_total = rows.len();
+        let messages: Vec<(usize, Message<'_>)> = open
+            .iter()
+            .filter(|&&i| !work.published[i])
+            .flat_map(|&i| self.messages_of(work, i))
+            .collect();
+
         let mut client = match self.db.client().await {
             Ok(c) => c,
-            Err(e) => return (Err(e), Vec::new()),
+            Err(e) => {
+                self.retry_open(ledger, &e).await;
+                return Attempt::Settled;
+            }
         };
         let mut txn = match client.transaction().await {
             Ok(t) => t,
-            Err(e) => return (Err(DbError::from_query(e)), Vec::new()),
+            Err(e) => {
+                self.retry_open(ledger, &DbError::from_query(e)).await;
+                return Attempt::Settled;
+            }
         };
-        let write = async {
-            let inserted = insert_records(&mut txn, rows).await?;
-            save_progress(&txn, group, progress).await?;
-            Ok::<_, DbError>(inserted)
+        let (written, published) =
+            tokio::join!(insert_isolating(&mut txn, &rows), self.publish(messages));
+        let mut again = self.settle_publishing(work, ledger, published);
+        let inserted = match written {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                self.retry_open(ledger, &e).await;
+                return Attempt::Settled;
+            }
         };
-        let t0 = std::time::Instant::now();
-        let publish = async {
-            let count = messages.len();
-            let builders: Vec<_> = messages.into_iter().map(|m| move || m.build()).collect();
-            let r = self.publisher.publish_all(builders).await;
-            tracing::debug!(
-                publish_ms = t0.elapsed().as_millis() as u64,
-                messages = count,
-                "published"
-            );
-            r
+        let (isolated, rows_written) = isolate_rejected(work, &inserted, &row_owner);
+        summary.rows_rejected += inserted.rejected.len();
+        // A refused row of a record with several rows: its other rows are in
+        // the transaction and must go. So must rows behind a retry.
+        if again || rows_written {
+            return Attempt::Again;
+        }
+        if !isolated.is_empty() {
+            let messages = isolated
+                .iter()
+                .flat_map(|&i| self.messages_of(work, i))
+                .collect();
+            let published = self.publish(messages).await;
+            again = self.settle_publishing(work, ledger, published);
+            if again {
+                return Attempt::Again;
+            }
+        }
+
+        for &i in &open {
+            match &work.verdicts[i] {
+                Verdict::Rows(_) => ledger.done(i),
+                Verdict::Poison(p) => ledger.dead_letter(i, p.class, p.message.clone()),
+            }
+        }
+        let committed = async {
+            save_progress(&txn, &self.config.consumer_group, &ledger.progress()).await?;
+            txn.commit().await.map_err(DbError::from_query)
         };
-        let write = async {
-            let r = write.await;
-            tracing::debug!(
-                write_ms = t0.elapsed().as_millis() as u64,
-                rows = rows.len(),
-                "rows written"
-            );
-            r
-        };
-        let (written, results) = tokio::join!(write, publish);
-        let all_delivered = results.iter().all(Result::is_ok);
-        let outcome = match written {
-            Err(e) => Err(e),
-            Ok(_) if !all_delivered => Ok(None), // dropping the transaction rolls it back
-            Ok(inserted) => txn
-                .commit()
-                .await
-                .map(|_| Some(inserted))
-                .map_err(DbError::from_query),
-        };
-        (outcome, results)
+        match committed.await {
+            Ok(()) => {
+                summary.rows_inserted += inserted.inserted;
+                let written = rows_total - inserted.rejected.len();
+                summary.rows_already_present += written as u64 - inserted.inserted;
+            }
+            Err(e) => self.retry_all(ledger, &e).await,
+        }
+        Attempt::Settled
+    }
+
+    /// The messages record `i` owes: its dead letter, or one forward per row.
+    fn messages_of<'w>(&self, work: &'w Work<'_>, i: usize) -> Vec<(usize, Message<'w>)> {
+        let record = &work.records[i];
+        match &work.verdicts[i] {
+            Verdict::Poison(p) => {
+                tracing::warn!(
+                    topic = %record.topic, partition = record.partition, offset = record.offset,
+                    error_class = p.class, error = %p.message,
+                    "record cannot be ingested; sending it to the dead-letter topic"
+                );
+                vec![(i, Message::DeadLetter(record, p))]
+            }
+            Verdict::Rows(rows) if self.config.forward_topic.is_some() => {
+                rows.iter().map(|r| (i, Message::Forward(r))).collect()
+            }
+            Verdict::Rows(_) => Vec::new(),
+        }
+    }
+
+    /// Publishes `messages`; per owning record, the first failure.
+    async fn publish(
+        &self,
+        messages: Vec<(usize, Message<'_>)>,
+    ) -> Vec<(usize, Result<(), PublishError>)> {
+        let owners: Vec<usize> = messages.iter().map(|(i, _)| *i).collect();
+        let builders: Vec<_> = messages
+            .into_iter()
+            .map(|(_, m)| move || self.build(m))
+            .collect();
+        let results = self.publisher.publish_all(builders).await;
+        let mut per_record: Vec<(usize, Result<(), PublishError>)> = Vec::new();
+        for (owner, result) in owners.into_iter().zip(results) {
+            match per_record.last_mut() {
+                Some((last, r)) if *last == owner => {
+                    if r.is_ok() {
+                        *r = result.map(|_| ());
+                    }
+                }
+                _ => per_record.push((owner, result.map(|_| ()))),
+            }
+        }
+        per_record
+    }
+
+    fn build(&self, message: Message<'_>) -> OutMessage {
+        match message {
+            Message::DeadLetter(record, p) => dead_letter(
+                record,
+                p.class,
+                &p.message,
+                format!("{}{}", record.topic, self.config.dlq_suffix),
+                &self.config.function_name,
+                self.config.dlq_max_value_bytes,
+            ),
+            Message::Forward(row) => forward(
+                row,
+                self.config.forward_topic.as_deref().unwrap_or_default(),
+                self.config.max_forward_bytes,
+            ),
+        }
+    }
+
+    /// Turns publish results into dispositions: delivered ⇒ never sent
+    /// again; transient ⇒ retry; a forward the broker will never take ⇒ the
+    /// record becomes a dead letter; a dead letter it will never take ⇒ a
+    /// retry marked permanent (only an operator can fix the DLQ topic).
+    /// Returns whether anything failed.
+    fn settle_publishing(
+        &self,
+        work: &mut Work<'_>,
+        ledger: &mut Ledger,
+        results: Vec<(usize, Result<(), PublishError>)>,
+    ) -> bool {
+        let mut failed = false;
+        for (i, result) in results {
+            let e = match result {
+                Ok(()) => {
+                    work.published[i] = true;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            failed = true;
+            let r = &work.records[i];
+            let is_forward = matches!(work.verdicts[i], Verdict::Rows(_));
+            if !e.is_transient() && is_forward {
+                tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "the broker refuses this record's forward; dead-lettering it");
+                work.verdicts[i] = Verdict::Poison(Poison {
+                    class: "forward_rejected",
+                    message: e.to_string(),
+                });
+            } else {
+                tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "publish failed; the record will be retried");
+                ledger.retry(i, e.to_string(), e.is_transient());
+            }
+        }
+        failed
+    }
+
+    /// Every open record goes back (the attempt failed as a whole).
+    async fn retry_open(&self, ledger: &mut Ledger, e: &DbError) {
+        if e.is_transient() {
+            self.db.reset().await;
+        }
+        ledger.retry_undecided(&e.to_string(), e.is_transient());
+    }
+
+    /// Nothing of this invocation was committed: every record goes back.
+    async fn retry_all(&self, ledger: &mut Ledger, e: &DbError) {
+        if e.is_transient() {
+            self.db.reset().await;
+        }
+        ledger.retry_all(&e.to_string(), e.is_transient());
     }
 }
 
 /// A message to publish, built when it is queued.
-enum Pending<'a> {
-    Ready(OutMessage),
-    Forward(&'a LogRecord, &'a str),
+enum Message<'a> {
+    DeadLetter(&'a InputRecord, &'a Poison),
+    Forward(&'a LogRecord),
 }
 
-impl Pending<'_> {
-    fn build(self) -> OutMessage {
-        match self {
-            Pending::Ready(m) => m,
-            Pending::Forward(record, topic) => forward(record, topic),
+fn rows_in(v: &Verdict) -> usize {
+    match v {
+        Verdict::Rows(r) => r.len(),
+        Verdict::Poison(_) => 0,
+    }
+}
+
+/// The rows of the open records, and the record each row belongs to.
+fn rows_of<'w>(work: &'w Work<'_>, open: &[usize]) -> (Vec<&'w LogRecord>, Vec<usize>) {
+    let mut rows = Vec::new();
+    let mut owners = Vec::new();
+    for &i in open {
+        if let Verdict::Rows(r) = &work.verdicts[i] {
+            rows.extend(r.iter());
+            owners.extend(std::iter::repeat_n(i, r.len()));
         }
     }
+    (rows, owners)
 }
 
-/// Whether the group already handled this record (at or below its progress).
-fn already_done(progress: &HashMap<PartitionKey, i64>, r: &InputRecord) -> bool {
-    progress
-        .get(&(r.topic.clone(), r.partition))
-        .is_some_and(|last| r.offset <= *last)
-}
-
-/// Whether the record is at or after its partition's first failure.
-fn stopped(stop_at: &HashMap<PartitionKey, i64>, r: &InputRecord) -> bool {
-    stop_at
-        .get(&(r.topic.clone(), r.partition))
-        .is_some_and(|k| r.offset >= *k)
-}
-
-/// The rows of every record handled in this batch: not done before, not
-/// stopped by a failure in its partition.
-fn handled_rows<'a>(
-    records: &'a [InputRecord],
-    verdicts: &'a [Verdict],
-    progress: &HashMap<PartitionKey, i64>,
-    stop_at: &HashMap<PartitionKey, i64>,
-) -> Vec<&'a LogRecord> {
-    records
-        .iter()
-        .zip(verdicts)
-        .filter(|(r, _)| !already_done(progress, r) && !stopped(stop_at, r))
-        .filter_map(|(_, v)| match v {
-            Verdict::Rows(rows) => Some(rows.iter()),
-            Verdict::Poison(_) => None,
-        })
-        .flatten()
-        .collect()
-}
-
-/// Progress to store: the last offset of each partition, or just before its
-/// first failure (nothing when the failure is at its first offset).
-fn new_progress(
-    partitions: &BTreeMap<PartitionKey, OffsetRange>,
-    stop_at: &HashMap<PartitionKey, i64>,
-) -> Vec<PartitionProgress> {
-    partitions
-        .iter()
-        .filter_map(|(key, range)| {
-            let last = match stop_at.get(key) {
-                Some(k) if *k > range.first => k - 1,
-                Some(_) => return None,
-                None => range.last,
-            };
-            Some(PartitionProgress {
-                topic: key.0.clone(),
-                partition: key.1,
-                last_offset: last,
-            })
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Copy)]
-struct OffsetRange {
-    first: i64,
-    last: i64,
-}
-
-/// The offset range of each partition in the batch (records with usable
-/// coordinates only).
-fn partitions_of(records: &[InputRecord]) -> BTreeMap<PartitionKey, OffsetRange> {
-    let mut map: BTreeMap<PartitionKey, OffsetRange> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.offset >= 0 && r.partition >= 0) {
-        map.entry((r.topic.clone(), r.partition))
-            .and_modify(|range| {
-                range.first = range.first.min(r.offset);
-                range.last = range.last.max(r.offset);
-            })
-            .or_insert(OffsetRange {
-                first: r.offset,
-                last: r.offset,
-            });
+/// Records with a refused row become dead letters (`db_rejected`).
+/// Returns them, and whether any of them had other rows that were written
+/// (which must then be rolled back).
+fn isolate_rejected(
+    work: &mut Work<'_>,
+    inserted: &Inserted,
+    row_owner: &[usize],
+) -> (Vec<usize>, bool) {
+    let mut refused: BTreeMap<usize, (usize, String)> = BTreeMap::new();
+    for (row, error) in &inserted.rejected {
+        let owner = row_owner[*row];
+        let r = &work.records[owner];
+        tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %error, "PostgreSQL refuses a row of this record; dead-lettering it");
+        refused.entry(owner).or_insert((0, error.to_string())).0 += 1;
     }
-    map
+    let mut rows_written = false;
+    for (&i, (count, message)) in &refused {
+        rows_written |= rows_in(&work.verdicts[i]) > *count;
+        // Its forwards may be out; its dead letter is not.
+        work.published[i] = false;
+        work.verdicts[i] = Verdict::Poison(Poison {
+            class: "db_rejected",
+            message: message.clone(),
+        });
+    }
+    (refused.into_keys().collect(), rows_written)
 }
 
-/// Nothing was committed: every record not already handled goes back.
-fn fail_everything(
-    mut summary: BatchSummary,
-    records: &[InputRecord],
-    progress: &HashMap<PartitionKey, i64>,
-    cause: String,
-) -> BatchOutcome {
-    tracing::error!(error = %cause, "batch not stored; it will be retried");
-    let mut failures: BTreeMap<PartitionKey, i64> = BTreeMap::new();
-    let mut whole_batch_failed = false;
-    for r in records {
-        let key = (r.topic.clone(), r.partition);
-        if progress.get(&key).is_some_and(|last| r.offset <= *last) {
-            summary.records_duplicate += 1;
-            continue;
-        }
-        summary.records_retry += 1;
-        if r.offset < 0 || r.partition < 0 {
-            whole_batch_failed = true;
-            continue;
-        }
-        let first = failures.entry(key).or_insert(r.offset);
-        *first = (*first).min(r.offset);
-    }
-    BatchOutcome {
-        summary,
-        failures: failures
-            .into_iter()
-            .map(|((t, p), o)| BatchItemFailure::new(&t, p, o))
-            .collect(),
-        cause: Some(cause),
-        whole_batch_failed,
-    }
+/// The ledger's counts in the function's summary.
+fn fill_counts(summary: &mut BatchSummary, s: &Settlement) {
+    let c = &s.counts;
+    summary.records_in = c.records_in;
+    summary.records_stored = c.done;
+    summary.records_duplicate = c.duplicate;
+    summary.records_dead_lettered = c.dead_lettered;
+    summary.records_retry = c.retry;
+    summary.records_retry_permanent = c.retry_permanent;
+    summary.dead_letter_classes = c.dead_letter_classes.clone();
 }

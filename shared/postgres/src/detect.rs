@@ -226,7 +226,7 @@ pub async fn claim_outbox(
     let rows = txn
         .query(
             "SELECT topic, id, msg_key, payload::text FROM detect_outbox
-              WHERE published_at IS NULL
+              WHERE published_at IS NULL AND parked_at IS NULL
               ORDER BY seq
               LIMIT $1
               FOR UPDATE SKIP LOCKED",
@@ -245,21 +245,24 @@ pub async fn claim_outbox(
         .collect())
 }
 
-/// Marks delivered messages published, and counts an attempt with the
-/// error on the others.
+/// How the publication of claimed outbox messages went.
+#[derive(Debug, Default)]
+pub struct OutboxResult<'a> {
+    pub delivered: Vec<(&'a str, &'a str)>,
+    /// Failed for now: claimed again by a later invocation.
+    pub failed: Vec<(&'a str, &'a str, String)>,
+    /// Failed for good: parked with the error, never claimed again.
+    pub parked: Vec<(&'a str, &'a str, String)>,
+}
+
+/// Marks delivered messages published, and counts an attempt with its
+/// error on the others (parking those that can never go).
 pub async fn finish_outbox(
     txn: &Transaction<'_>,
-    delivered: &[(&str, &str)],
-    failed: &[(&str, &str)],
-    error: Option<&str>,
+    result: &OutboxResult<'_>,
 ) -> Result<(), DbError> {
-    let split = |v: &[(&str, &str)]| -> (Vec<String>, Vec<String>) {
-        v.iter()
-            .map(|(t, i)| (t.to_string(), i.to_string()))
-            .unzip()
-    };
-    let (dt, di) = split(delivered);
-    if !dt.is_empty() {
+    if !result.delivered.is_empty() {
+        let (dt, di): (Vec<&str>, Vec<&str>) = result.delivered.iter().copied().unzip();
         txn.execute(
             "UPDATE detect_outbox o SET published_at = now(), attempts = attempts + 1, last_error = NULL
                FROM unnest($1::text[], $2::text[]) AS u(topic, id)
@@ -269,13 +272,19 @@ pub async fn finish_outbox(
         .await
         .map_err(DbError::from_query)?;
     }
-    let (ft, fi) = split(failed);
-    if !ft.is_empty() {
+    for (list, park) in [(&result.failed, false), (&result.parked, true)] {
+        if list.is_empty() {
+            continue;
+        }
+        let topics: Vec<&str> = list.iter().map(|(t, _, _)| *t).collect();
+        let ids: Vec<&str> = list.iter().map(|(_, i, _)| *i).collect();
+        let errors: Vec<&str> = list.iter().map(|(_, _, e)| e.as_str()).collect();
         txn.execute(
-            "UPDATE detect_outbox o SET attempts = attempts + 1, last_error = $3
-               FROM unnest($1::text[], $2::text[]) AS u(topic, id)
+            "UPDATE detect_outbox o SET attempts = attempts + 1, last_error = u.error,
+                    parked_at = CASE WHEN $4 THEN now() ELSE o.parked_at END
+               FROM unnest($1::text[], $2::text[], $3::text[]) AS u(topic, id, error)
               WHERE o.topic = u.topic AND o.id = u.id",
-            &[&ft, &fi, &error],
+            &[&topics, &ids, &errors, &park],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -283,14 +292,58 @@ pub async fn finish_outbox(
     Ok(())
 }
 
-/// Messages still waiting to be published.
-pub async fn count_unpublished(client: &impl GenericClient) -> Result<i64, DbError> {
+/// Deletes published rows older than `retention`, at most `limit` at a
+/// time (a bounded cost per invocation). Returns how many went.
+pub async fn prune_outbox(
+    client: &impl GenericClient,
+    retention: std::time::Duration,
+    limit: i64,
+) -> Result<u64, DbError> {
+    client
+        .execute(
+            "DELETE FROM detect_outbox WHERE ctid IN (
+                SELECT ctid FROM detect_outbox
+                 WHERE published_at < now() - $1::float8 * interval '1 second'
+                 LIMIT $2)",
+            &[&retention.as_secs_f64(), &limit],
+        )
+        .await
+        .map_err(DbError::from_query)
+}
+
+/// Moves the group's event-time clock on by the wall time it has been idle,
+/// when no record advanced it for `idle`. Returns the new clock, if moved.
+/// Clocks implausibly far ahead are left alone (timestamp overflow).
+pub async fn advance_idle_clock(
+    txn: &Transaction<'_>,
+    group: &str,
+    idle: std::time::Duration,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let row = txn
+        .query_opt(
+            "UPDATE detect_clock
+                SET max_event_time = max_event_time + (now() - updated_at), updated_at = now()
+              WHERE consumer_group = $1
+                AND updated_at < now() - $2::float8 * interval '1 second'
+                AND max_event_time < now() + interval '100 years'
+              RETURNING max_event_time",
+            &[&group, &idle.as_secs_f64()],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Messages still waiting to be published, and those parked.
+pub async fn count_unpublished(client: &impl GenericClient) -> Result<(i64, i64), DbError> {
     let row = client
         .query_one(
-            "SELECT count(*) FROM detect_outbox WHERE published_at IS NULL",
+            "SELECT count(*) FILTER (WHERE parked_at IS NULL),
+                    count(*) FILTER (WHERE parked_at IS NOT NULL)
+               FROM detect_outbox WHERE published_at IS NULL",
             &[],
         )
         .await
         .map_err(DbError::from_query)?;
-    Ok(row.get(0))
+    Ok((row.get(0), row.get(1)))
 }

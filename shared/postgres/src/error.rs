@@ -69,8 +69,10 @@ impl DbError {
         if source.is_closed() || source.code().is_none() {
             return DbError::Query { code, source };
         }
-        // Class 22 (data exception) and 23 (integrity constraint violation).
-        if code.starts_with("22") || code.starts_with("23") {
+        // Class 22 (data exception), 23 (integrity constraint violation)
+        // and 54 (program limit exceeded: an index row or a value too
+        // large) are about the data: retrying the same rows never helps.
+        if code.starts_with("22") || code.starts_with("23") || code.starts_with("54") {
             DbError::Rejected { code, source }
         } else {
             DbError::Query { code, source }

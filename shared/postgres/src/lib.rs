@@ -11,6 +11,7 @@ pub use connection::{Database, DbSettings, DbSource};
 pub use error::DbError;
 pub use migrate::migrate;
 pub use store::{
-    PartitionProgress, copy_records, insert_records, load_progress, save_progress, store_batch,
+    Inserted, PartitionProgress, copy_records, insert_isolating, insert_records, load_progress,
+    save_progress, store_batch,
 };
 pub use tokio_postgres;

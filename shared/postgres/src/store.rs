@@ -44,14 +44,8 @@ const TYPES: [Type; 23] = [
     Type::TEXT,
 ];
 
-/// How far a consumer group got in one partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PartitionProgress {
-    pub topic: String,
-    pub partition: i32,
-    /// Highest offset fully handled (stored or dead-lettered).
-    pub last_offset: i64,
-}
+/// How far a consumer group got in one partition (the ledger's progress).
+pub use logpipe_delivery::Progress as PartitionProgress;
 
 /// Last handled offsets of `group` for the given partitions (absent when the
 /// group never wrote to that partition).
@@ -145,6 +139,58 @@ pub async fn insert_records(
     )
     .await
     .map_err(DbError::from_query)
+}
+
+/// What [`insert_isolating`] did: rows new to `logs`, and the rows
+/// PostgreSQL refused (by index into the input) with why.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    pub inserted: u64,
+    pub rejected: Vec<(usize, DbError)>,
+}
+
+/// Inserts the rows like [`insert_records`]; when PostgreSQL refuses the
+/// data itself (a value it cannot store, an index row too large), finds the
+/// refused rows by retrying the chunk in halves under savepoints, inserts
+/// every other row and reports the refused ones. The clean path is one
+/// savepoint and one COPY, as before; a batch with `k` bad rows among `n`
+/// costs about `2·k·log2(n)` extra COPYs of shrinking chunks.
+pub async fn insert_isolating(
+    txn: &mut Transaction<'_>,
+    records: &[&LogRecord],
+) -> Result<Inserted, DbError> {
+    let mut out = Inserted::default();
+    // Explicit stack instead of recursion (async recursion needs boxing).
+    let mut chunks: Vec<(usize, usize)> = vec![(0, records.len())];
+    while let Some((start, end)) = chunks.pop() {
+        if start >= end {
+            continue;
+        }
+        let mut sp = txn
+            .savepoint("isolate")
+            .await
+            .map_err(DbError::from_query)?;
+        match insert_records(&mut sp, &records[start..end]).await {
+            Ok(n) => {
+                sp.commit().await.map_err(DbError::from_query)?;
+                out.inserted += n;
+            }
+            Err(e) if e.is_data_error() => {
+                sp.rollback().await.map_err(DbError::from_query)?;
+                if end - start == 1 {
+                    out.rejected.push((start, e));
+                } else {
+                    let mid = start + (end - start) / 2;
+                    // Popped in order: the first half first.
+                    chunks.push((mid, end));
+                    chunks.push((start, mid));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.rejected.sort_by_key(|(i, _)| *i);
+    Ok(out)
 }
 
 /// Plain binary COPY of `records` into `table` (no conflict handling). The
