@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use logpipe_delivery::Ledger;
+use logpipe_kafka::dlq;
 use logpipe_kafka::event::build_event;
 use logpipe_kafka::rdkafka::ClientContext;
 use logpipe_kafka::rdkafka::consumer::{
@@ -511,7 +513,6 @@ impl<I: Invoke> Runner<I> {
             failed_attempts += 1;
             if self.exhausted(failed_attempts) {
                 tracing::error!(mapping = %self.config.describe(), records = batch.len(), attempts = failed_attempts, %error, "retries exhausted; sending the batch to the on-failure destination");
-                let batch_ends = partition_ends(&batch);
                 let records: Vec<&EventRecord> = batch.iter().collect();
                 let reason = Reason {
                     class: "esm_retries_exhausted",
@@ -522,7 +523,17 @@ impl<I: Invoke> Runner<I> {
                 if self.give_up(&records, &reason).await? == Flow::Shutdown {
                     return Ok(Flow::Shutdown);
                 }
-                self.commit(&batch_ends).await;
+                let mut ledger = Ledger::new(
+                    batch
+                        .iter()
+                        .map(|r| (r.topic.as_str(), r.partition, r.offset)),
+                );
+                for i in 0..batch.len() {
+                    ledger.dead_letter(i, reason.class, reason.message.clone());
+                }
+                let ends: Vec<(PartitionKey, i64)> =
+                    ledger.settle().next_offsets.into_iter().collect();
+                self.commit(&ends).await;
                 self.stats.add(|s| &s.batches, 1);
                 return Ok(Flow::Continue);
             }
@@ -597,21 +608,27 @@ impl<I: Invoke> Runner<I> {
         Ok(failures)
     }
 
-    /// After a successful invocation: commits each partition up to its first
-    /// failed offset (or its end), seeks failed partitions back to it.
+    /// After a successful invocation: each record's disposition from the
+    /// reported failures (before its partition's resume point: done; at or
+    /// after it: retried, or given up once its retries are exhausted); the
+    /// ledger then says what to commit and where to seek.
     async fn finish(
         &mut self,
         batch: Vec<EventRecord>,
         failures: BTreeMap<PartitionKey, i64>,
         started: Instant,
     ) -> Result<Flow, EsmError> {
-        let mut commits = Vec::new();
-        let mut seeks = Vec::new();
-        let mut give_up: Vec<&EventRecord> = Vec::new();
-        let mut delivered = 0u64;
+        let mut ledger = Ledger::new(
+            batch
+                .iter()
+                .map(|r| (r.topic.as_str(), r.partition, r.offset)),
+        );
+        let mut give_up: Vec<usize> = Vec::new();
         let mut worst_streak = 0u32;
         for (key, (first, last)) in partition_bounds(&batch) {
-            let in_partition = || batch.iter().filter(|r| key_of(r) == key);
+            let in_partition: Vec<usize> = (0..batch.len())
+                .filter(|&i| key_of(&batch[i]) == key)
+                .collect();
             // A reported offset outside the batch is clamped: never commit
             // backwards, never past what was delivered.
             let resume = failures
@@ -619,26 +636,30 @@ impl<I: Invoke> Runner<I> {
                 .map(|k| (*k).clamp(first, last + 1))
                 .filter(|k| *k <= last);
             let Some(resume) = resume else {
-                delivered += in_partition().count() as u64;
+                in_partition.iter().for_each(|&i| ledger.done(i));
                 self.streaks.remove(&key);
-                commits.push((key, last + 1));
                 continue;
             };
-            delivered += in_partition().filter(|r| r.offset < resume).count() as u64;
             let streak = self.streaks.entry(key.clone()).or_insert((resume, 0));
             if streak.0 != resume {
                 *streak = (resume, 0);
             }
             streak.1 += 1;
             let attempts = streak.1;
-            if self.exhausted(attempts) {
-                give_up.extend(in_partition().filter(|r| r.offset >= resume));
+            let exhausted = self.exhausted(attempts);
+            if exhausted {
                 self.streaks.remove(&key);
-                commits.push((key, last + 1));
             } else {
                 worst_streak = worst_streak.max(attempts);
-                commits.push((key.clone(), resume));
-                seeks.push((key, resume));
+            }
+            for i in in_partition {
+                if batch[i].offset < resume {
+                    ledger.done(i);
+                } else if exhausted {
+                    give_up.push(i);
+                } else {
+                    ledger.retry(i, "the function reported the record as failed", true);
+                }
             }
         }
         if !give_up.is_empty() {
@@ -648,10 +669,18 @@ impl<I: Invoke> Runner<I> {
                 message: "the function reported these records as failed on every attempt".into(),
                 attempts: self.config.maximum_retry_attempts.unwrap_or(0) + 1,
             };
-            if self.give_up(&give_up, &reason).await? == Flow::Shutdown {
+            let records: Vec<&EventRecord> = give_up.iter().map(|&i| &batch[i]).collect();
+            if self.give_up(&records, &reason).await? == Flow::Shutdown {
                 return Ok(Flow::Shutdown);
             }
+            for i in give_up {
+                ledger.dead_letter(i, reason.class, reason.message.clone());
+            }
         }
+        let settled = ledger.settle();
+        let commits: Vec<(PartitionKey, i64)> = settled.next_offsets.into_iter().collect();
+        let seeks: Vec<(PartitionKey, i64)> = settled.resume.into_iter().collect();
+        let delivered = settled.counts.done as u64;
         self.commit(&commits).await;
         self.seek(&seeks).await?;
         self.stats.add(|s| &s.records_delivered, delivered);
@@ -661,7 +690,7 @@ impl<I: Invoke> Runner<I> {
             records = batch.len(),
             delivered,
             partitions_retried = seeks.len(),
-            records_to_destination = give_up.len(),
+            records_to_destination = settled.counts.dead_lettered,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch done"
         );
@@ -739,8 +768,8 @@ impl<I: Invoke> Runner<I> {
                     // The broker will never take it whole: keep what fits,
                     // say so (the project's DLQ convention), and go on.
                     Err(error) if error.kind() == PublishErrorKind::TooLarge => {
-                        tracing::warn!(mapping = %self.config.describe(), %topic, %error, "the record is too large for the on-failure topic; truncating its value");
-                        failed.push(truncated(message));
+                        tracing::warn!(mapping = %self.config.describe(), %topic, %error, "the record is too large for the on-failure topic; sending it without its value");
+                        failed.push(without_value(message));
                     }
                     Err(error) => {
                         tracing::warn!(mapping = %self.config.describe(), %topic, %error, "could not publish to the on-failure destination; retrying");
@@ -864,39 +893,32 @@ fn failure_message(
     reason: &Reason,
     config: &MappingConfig,
 ) -> OutMessage {
-    let mut headers = record.headers.clone();
-    let mut add = |name: &str, value: String| headers.push((name.to_string(), value.into_bytes()));
-    add("dlq-error-class", reason.class.to_string());
-    add("dlq-error-type", reason.error_type.clone());
-    add("dlq-error-message", reason.message.clone());
-    add("dlq-source-topic", record.topic.clone());
-    add("dlq-source-partition", record.partition.to_string());
-    add("dlq-source-offset", record.offset.to_string());
-    add("dlq-source-timestamp", record.timestamp_ms.to_string());
-    add("dlq-function", config.function_name.clone());
-    add("dlq-consumer-group", config.consumer_group_id.clone());
-    add("dlq-attempts", reason.attempts.to_string());
-    OutMessage {
-        topic: topic.to_string(),
-        key: record.key.clone(),
-        payload: record.value.clone(),
-        headers,
-    }
+    let mut why = dlq::Reason::new(reason.class, &reason.message, &config.function_name);
+    why.extra = vec![
+        (dlq::header::ERROR_TYPE, reason.error_type.clone()),
+        (
+            dlq::header::CONSUMER_GROUP,
+            config.consumer_group_id.clone(),
+        ),
+        (dlq::header::ATTEMPTS, reason.attempts.to_string()),
+    ];
+    dlq::dead_letter(record, topic.to_string(), &why, &dlq::Limits::default())
 }
 
-/// Values kept when a given-up record is too large for the failure topic
-/// (what ingest keeps of a dead-lettered value).
-const TRUNCATED_VALUE_BYTES: usize = 900_000;
-
-fn truncated(mut message: OutMessage) -> OutMessage {
-    if let Some(value) = &mut message.payload
-        && value.len() > TRUNCATED_VALUE_BYTES
+/// What is left of a failure message the topic refuses even bounded (its
+/// `max.message.bytes` is below the builder's limits): the headers, which
+/// say where the record is, and the value's size.
+fn without_value(mut message: OutMessage) -> OutMessage {
+    if let Some(value) = message.payload.take()
+        && !message
+            .headers
+            .iter()
+            .any(|(n, _)| n == dlq::header::TRUNCATED_FROM)
     {
         message.headers.push((
-            "dlq-truncated-from".into(),
+            dlq::header::TRUNCATED_FROM.into(),
             value.len().to_string().into_bytes(),
         ));
-        value.truncate(TRUNCATED_VALUE_BYTES);
     }
     message
 }
@@ -910,12 +932,4 @@ fn partition_bounds(batch: &[EventRecord]) -> BTreeMap<PartitionKey, (i64, i64)>
         b.1 = b.1.max(r.offset);
     }
     bounds
-}
-
-/// The offset after each partition's last record: what a done batch commits.
-fn partition_ends(batch: &[EventRecord]) -> Vec<(PartitionKey, i64)> {
-    partition_bounds(batch)
-        .into_iter()
-        .map(|(key, (_, last))| (key, last + 1))
-        .collect()
 }
