@@ -30,11 +30,15 @@ step "formatting (cargo fmt --check)" cargo fmt --all -- --check
 step "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
 
 say "unit and integration tests (each integration test starts and stops its own PostgreSQL, Tansu and moto)"
-cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs even when an earlier one fails.
+cargo test --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$log"
 if [ "${PIPESTATUS[0]}" != 0 ]; then status=1; fi
 read -r p f < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 passed=$((passed + p))
 failed=$((failed + f))
+# Which binaries and tests failed, in one place at the end of the log.
+failed_binaries=$(awk '/^     Running / { bin = $2 } /^test result: FAILED/ { print "  " bin }' "$log")
+failed_tests=$(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/  \1/' || true)
 
 step "sample events through cargo lambda watch (scripts/invoke-samples.sh)" scripts/invoke-samples.sh
 step "SAM template: sam validate, --lint, cfn-lint, expected failures (scripts/validate.sh)" scripts/validate.sh
@@ -42,5 +46,11 @@ step "Lambda release build (cargo lambda build --release)" make --no-print-direc
 step "deploy smoke test: cargo lambda deploy into moto's Lambda (scripts/deploy-smoke.sh)" scripts/deploy-smoke.sh
 
 echo
+if [ -n "${failed_binaries:-}" ]; then
+  echo "failed test binaries:"
+  echo "$failed_binaries"
+  echo "failed tests:"
+  echo "$failed_tests"
+fi
 echo "tests: $passed passed, $failed failed"
 exit $status
