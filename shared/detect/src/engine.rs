@@ -45,6 +45,10 @@ pub const MAX_ALERT_SAMPLES: usize = 10;
 /// coordinates; a longer one is not worth carrying, and a cut one is wrong).
 pub const MAX_SAMPLE_ID_BYTES: usize = 512;
 
+/// Per-record findings held per open window at most (the most severe are
+/// kept); the others are only counted, in `EntityState::pending_dropped`.
+pub const MAX_PENDING_PER_WINDOW: usize = 64;
+
 /// Other findings listed by name and message in a merged alert at most;
 /// the rest are counted in the truncation marker.
 pub const MAX_ALSO_FINDINGS: usize = 5;
@@ -109,6 +113,10 @@ pub struct EntityState {
     /// the entity becomes one alert. By window start (Unix seconds).
     #[serde(default)]
     pub pending: BTreeMap<i64, Vec<Alert>>,
+    /// Findings beyond `MAX_PENDING_PER_WINDOW` per window: counted (in
+    /// the alert's message and `suppressed`), not kept.
+    #[serde(default)]
+    pub pending_dropped: BTreeMap<i64, u64>,
 }
 
 /// What one call produced.
@@ -181,6 +189,7 @@ impl Engine {
             records_seen: 0,
             records_late: 0,
             pending: BTreeMap::new(),
+            pending_dropped: BTreeMap::new(),
         }
     }
 
@@ -204,14 +213,19 @@ impl Engine {
     /// message. It is emitted only if it opens a new incident for the
     /// entity (see [`Cooldown`]): a burst that raises the error rate, the
     /// latency and a new error template is one alert, not three.
-    fn admit(&self, state: &mut EntityState, mut alerts: Vec<Alert>, out: &mut Emitted) {
+    /// `unlisted` findings were counted but not kept (see `MAX_PENDING_PER_WINDOW`).
+    fn admit(
+        &self,
+        state: &mut EntityState,
+        mut alerts: Vec<Alert>,
+        unlisted: u64,
+        out: &mut Emitted,
+    ) {
         if alerts.is_empty() {
             return;
         }
-        alerts.sort_by(|a, b| {
-            (b.severity, priority(&b.detector)).cmp(&(a.severity, priority(&a.detector)))
-        });
-        let count = alerts.len() as u64;
+        sort_by_rank(&mut alerts);
+        let count = (alerts.len() as u64).saturating_add(unlisted);
         let rest = alerts.split_off(1);
         let Some(mut lead) = alerts.pop() else {
             return;
@@ -226,7 +240,12 @@ impl Engine {
                 )
             })
             .collect();
-        lead.message = bound_message(&lead.message, &also, self.config.max_alert_message_bytes);
+        lead.message = bound_message(
+            &lead.message,
+            &also,
+            unlisted,
+            self.config.max_alert_message_bytes,
+        );
         let mut samples = std::mem::take(&mut lead.sample_record_ids);
         samples.extend(rest.into_iter().flat_map(|a| a.sample_record_ids));
         for id in samples {
@@ -292,11 +311,19 @@ impl Engine {
         }
         if on_time {
             if !alerts.is_empty() {
-                state.pending.entry(start_secs).or_default().extend(alerts);
+                let held = state.pending.entry(start_secs).or_default();
+                held.extend(alerts);
+                if held.len() > MAX_PENDING_PER_WINDOW {
+                    sort_by_rank(held);
+                    let dropped = (held.len() - MAX_PENDING_PER_WINDOW) as u64;
+                    held.truncate(MAX_PENDING_PER_WINDOW);
+                    let n = state.pending_dropped.entry(start_secs).or_default();
+                    *n = n.saturating_add(dropped);
+                }
             }
         } else {
             // Its window is closed: nothing else will join this finding.
-            self.admit(state, alerts, out);
+            self.admit(state, alerts, 0, out);
         }
         on_time
     }
@@ -366,7 +393,8 @@ impl Engine {
             out.predictions.push(prediction);
             alerts.extend(volume_alert);
             alerts.extend(state.pending.remove(&start).unwrap_or_default());
-            self.admit(state, alerts, out);
+            let unlisted = state.pending_dropped.remove(&start).unwrap_or(0);
+            self.admit(state, alerts, unlisted, out);
             // end ≤ wm: representable. Never moves back (a window left
             // behind the cursor ends before it).
             let end = time_of(end);
@@ -392,8 +420,13 @@ impl Engine {
             .collect();
         for k in stale {
             let alerts = state.pending.remove(&k).unwrap_or_default();
-            self.admit(state, alerts, out);
+            let unlisted = state.pending_dropped.remove(&k).unwrap_or(0);
+            self.admit(state, alerts, unlisted, out);
         }
+        // Counts whose findings are gone (cannot happen from `observe`).
+        state
+            .pending_dropped
+            .retain(|k, _| state.pending.contains_key(k));
     }
 
     /// The watermark at which [`Engine::close`] will next have work for
@@ -418,11 +451,19 @@ impl Engine {
     }
 }
 
+/// Most severe first; at equal severity by [`priority`] (a stable sort).
+fn sort_by_rank(alerts: &mut [Alert]) {
+    alerts.sort_by(|a, b| {
+        (b.severity, priority(&b.detector)).cmp(&(a.severity, priority(&a.detector)))
+    });
+}
+
 /// `lead; also f1; f2 …` cut to `max_bytes` (at least
 /// `MIN_ALERT_MESSAGE_BYTES`) on a char boundary. Whatever does not fit —
 /// part of a finding, or findings beyond `MAX_ALSO_FINDINGS` — is replaced by
-/// `… (truncated, N more findings)`, N counting the findings not shown in full.
-pub fn bound_message(lead: &str, also: &[String], max_bytes: usize) -> String {
+/// `… (truncated, N more findings)`, N counting the findings not shown in
+/// full plus `unlisted` ones that were only counted.
+pub fn bound_message(lead: &str, also: &[String], unlisted: u64, max_bytes: usize) -> String {
     let max = max_bytes.max(MIN_ALERT_MESSAGE_BYTES);
     let mut parts: Vec<&str> = vec![lead];
     parts.extend(also.iter().map(String::as_str));
@@ -440,15 +481,7 @@ pub fn bound_message(lead: &str, also: &[String], max_bytes: usize) -> String {
             continue;
         }
         // Findings `i..` are not shown in full (the lead counts as none).
-        let more = parts.len() - i.max(1);
-        let marker = if more == 0 {
-            "… (truncated)".to_string()
-        } else {
-            format!(
-                "… (truncated, {more} more finding{})",
-                if more == 1 { "" } else { "s" }
-            )
-        };
+        let marker = marker(((parts.len() - i.max(1)) as u64).saturating_add(unlisted));
         // The marker always fits (it is shorter than the floor); before
         // it, as much of this part as there is room for.
         let keep = max.saturating_sub(marker.len());
@@ -463,7 +496,22 @@ pub fn bound_message(lead: &str, also: &[String], max_bytes: usize) -> String {
         out.push_str(&marker);
         return out;
     }
+    if unlisted > 0 {
+        let marker = marker(unlisted);
+        let keep = max.saturating_sub(marker.len());
+        let cut = floor_str(&out, keep).len();
+        out.truncate(cut);
+        out.push_str(&marker);
+    }
     out
+}
+
+fn marker(more: u64) -> String {
+    match more {
+        0 => "… (truncated)".to_string(),
+        1 => "… (truncated, 1 more finding)".to_string(),
+        n => format!("… (truncated, {n} more findings)"),
+    }
 }
 
 /// The longest prefix of `s` of at most `max` bytes ending on a char boundary.
@@ -749,31 +797,72 @@ mod tests {
 
     #[test]
     fn bound_message_cuts_on_char_boundaries() {
-        assert_eq!(bound_message("short", &[], 2048), "short");
+        assert_eq!(bound_message("short", &[], 0, 2048), "short");
         let also = vec!["b: two".to_string(), "c: three".to_string()];
         assert_eq!(
-            bound_message("lead", &also, 2048),
+            bound_message("lead", &also, 0, 2048),
             "lead; also b: two; c: three"
         );
         // more than MAX_ALSO_FINDINGS: the rest are counted
         let many: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
         assert_eq!(
-            bound_message("lead", &many, 2048),
+            bound_message("lead", &many, 0, 2048),
             "lead; also f0; f1; f2; f3; f4… (truncated, 3 more findings)"
         );
         for max in [0, 64, 65, 66, 67, 100, 333] {
-            let m = bound_message(&"€".repeat(200), &also, max);
+            let m = bound_message(&"€".repeat(200), &also, 0, max);
             assert!(m.len() <= max.max(MIN_ALERT_MESSAGE_BYTES), "{max}: {m}");
             assert!(m.ends_with("… (truncated, 2 more findings)"), "{max}: {m}");
             assert!(m.starts_with('€'));
-            let m = bound_message("lead", &["x".repeat(500)], max);
+            let m = bound_message("lead", &["x".repeat(500)], 0, max);
             assert!(m.starts_with("lead; also xxx"), "{max}: {m}");
             assert!(m.ends_with("… (truncated, 1 more finding)"), "{max}: {m}");
             assert!(m.len() <= max.max(MIN_ALERT_MESSAGE_BYTES));
         }
         assert_eq!(
-            bound_message(&"a".repeat(100), &[], 64),
+            bound_message(&"a".repeat(100), &[], 0, 64),
             format!("{}… (truncated)", "a".repeat(64 - "… (truncated)".len()))
+        );
+    }
+
+    #[test]
+    fn findings_held_per_window_are_bounded_and_counted() {
+        let e = engine();
+        let t0 = t("2026-11-22T08:00:00Z");
+        let mut s = e.new_state();
+        let mut out = Emitted::default();
+        // every reading breaches temperature_high (critical) and humidity_low
+        for i in 0..100 {
+            let r = crate::testutil::sensor(
+                t0 + Duration::milliseconds(i * 100),
+                "st-1",
+                &[("temperature", 45.0), ("humidity", 5.0)],
+            );
+            e.observe(&mut s, "st-1", &r, &mut out);
+        }
+        assert_eq!(s.pending[&t0.timestamp()].len(), MAX_PENDING_PER_WINDOW);
+        assert_eq!(s.pending_dropped[&t0.timestamp()], 200 - 64);
+        // the most severe are the ones kept
+        assert!(
+            s.pending[&t0.timestamp()]
+                .iter()
+                .all(|a| a.rule.as_deref() == Some("temperature_high"))
+        );
+        e.close(&mut s, "st-1", t0 + Duration::minutes(2), &mut out);
+        assert_eq!(out.alerts.len(), 1);
+        assert_eq!(out.suppressed, 199, "all 200 findings are counted");
+        assert!(
+            out.alerts[0].message.ends_with(&format!(
+                "… (truncated, {} more findings)",
+                199 - MAX_ALSO_FINDINGS
+            )),
+            "{}",
+            out.alerts[0].message
+        );
+        assert!(s.pending.is_empty() && s.pending_dropped.is_empty());
+        assert_eq!(
+            bound_message("lead", &[], 3, 2048),
+            "lead… (truncated, 3 more findings)"
         );
     }
 
