@@ -72,6 +72,8 @@ pub struct DetectSummary {
     pub alerts_new: u64,
     pub predictions_new: u64,
     pub alerts_suppressed: u64,
+    /// Message templates evicted at the per-entity cap.
+    pub template_evictions: u64,
     pub outbox_published: usize,
     pub outbox_pending: i64,
     /// Outbox messages the broker refused for good: kept, never retried.
@@ -137,6 +139,7 @@ struct Processed {
     alerts_new: u64,
     predictions_new: u64,
     alerts_suppressed: u64,
+    template_evictions: u64,
 }
 
 impl Detector {
@@ -192,7 +195,7 @@ impl Detector {
         budget: Duration,
     ) -> DetectOutcome {
         let started = Instant::now();
-        let records = event.records;
+        let records = &event.records;
         let mut ledger = Ledger::new(
             records
                 .iter()
@@ -203,7 +206,8 @@ impl Detector {
         if records.is_empty() {
             self.tick().await;
         } else {
-            self.process_isolating(&records, &decoded, now, &mut ledger, &mut summary)
+            let cluster = event.cluster.as_str();
+            self.process_isolating(cluster, records, &decoded, now, &mut ledger, &mut summary)
                 .await;
         }
 
@@ -242,6 +246,7 @@ impl Detector {
     /// down by halves to the record that causes it.
     async fn process_isolating(
         &self,
+        cluster: &str,
         records: &[InputRecord],
         decoded: &[Result<LogRecord, Poison>],
         now: DateTime<Utc>,
@@ -253,7 +258,7 @@ impl Detector {
         while let Some(part) = parts.pop() {
             let mut attempt = ledger.clone();
             match self
-                .process(records, decoded, &part, now, &mut attempt)
+                .process(cluster, records, decoded, &part, now, &mut attempt)
                 .await
             {
                 Ok(p) => {
@@ -263,6 +268,7 @@ impl Detector {
                     summary.alerts_new += p.alerts_new;
                     summary.predictions_new += p.predictions_new;
                     summary.alerts_suppressed += p.alerts_suppressed;
+                    summary.template_evictions += p.template_evictions;
                 }
                 Err(e) if e.is_transient() => {
                     tracing::error!(error = %e, "batch rolled back; it will be retried");
@@ -294,16 +300,17 @@ impl Detector {
         }
         if isolated {
             // Records dead-lettered alone moved progress no transaction saved.
-            if let Err(e) = self.save_progress(ledger).await {
+            if let Err(e) = self.save_progress(cluster, ledger).await {
                 tracing::warn!(error = %e, "progress after isolating a record not saved; a redelivery dead-letters it again");
             }
         }
     }
 
-    async fn save_progress(&self, ledger: &Ledger) -> Result<(), DbError> {
+    async fn save_progress(&self, cluster: &str, ledger: &Ledger) -> Result<(), DbError> {
         let mut client = self.db.client().await?;
         let txn = client.transaction().await.map_err(DbError::from_query)?;
-        save_progress(&txn, &self.config.consumer_group, &ledger.progress()).await?;
+        let group = &self.config.consumer_group;
+        save_progress(&txn, group, cluster, &ledger.progress()).await?;
         txn.commit().await.map_err(DbError::from_query)
     }
 
@@ -311,6 +318,7 @@ impl Detector {
     /// nothing: `ledger` is this attempt's copy.
     async fn process(
         &self,
+        cluster: &str,
         records: &[InputRecord],
         decoded: &[Result<LogRecord, Poison>],
         part: &[usize],
@@ -323,7 +331,7 @@ impl Detector {
         let mut client = self.db.client().await?;
         let txn = client.transaction().await.map_err(DbError::from_query)?;
         lock_partitions(&txn, group, &partitions).await?;
-        ledger.skip_handled(&load_progress(&txn, group, &partitions).await?);
+        ledger.skip_handled(&load_progress(&txn, group, cluster, &partitions).await?);
 
         let dead: Vec<(usize, &Poison)> = part
             .iter()
@@ -343,6 +351,7 @@ impl Detector {
             ledger.done(*i);
         }
         out.alerts_suppressed = emitted.suppressed;
+        out.template_evictions = emitted.template_evictions;
         let (alerts, predictions): (Vec<OutboxMessage>, Vec<OutboxMessage>) = self
             .outbox_messages(&emitted)
             .into_iter()
@@ -351,7 +360,7 @@ impl Detector {
         out.predictions_new = insert_outbox(&txn, &predictions).await?;
         out.entities = states.len();
         self.save_states(&txn, &mut states).await?;
-        save_progress(&txn, group, &ledger.progress()).await?;
+        save_progress(&txn, group, cluster, &ledger.progress()).await?;
         txn.commit().await.map_err(DbError::from_query)?;
         Ok(out)
     }

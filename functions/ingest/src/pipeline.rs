@@ -80,6 +80,8 @@ pub struct Ingestor {
 /// Phase 3's view of the batch: each record's verdict and whether its
 /// messages are already out.
 struct Work<'a> {
+    /// The source cluster's identity: part of every stored coordinate.
+    cluster: &'a str,
     records: &'a [InputRecord],
     verdicts: Vec<Verdict>,
     /// The record's dead letter or forwards were delivered in an earlier
@@ -149,14 +151,15 @@ impl Ingestor {
 
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
         let records = event.records;
+        let cluster = event.cluster.as_str();
         let mut ledger = Ledger::new(
             records
                 .iter()
                 .map(|r| (r.topic.as_str(), r.partition, r.offset)),
         );
         let mut summary = BatchSummary::default();
-        if self.skip_handled(&mut ledger).await {
-            let mut work = self.classify(&records, &mut ledger);
+        if self.skip_handled(cluster, &mut ledger).await {
+            let mut work = self.classify(cluster, &records, &mut ledger);
             self.deliver(&mut work, &mut ledger, &mut summary).await;
             summary.records_forwarded = match self.config.forward_topic {
                 Some(_) => (0..records.len())
@@ -187,11 +190,12 @@ impl Ingestor {
 
     /// Phase 1: marks what the group already handled. `false` when the
     /// progress cannot be read (then everything is retried).
-    async fn skip_handled(&self, ledger: &mut Ledger) -> bool {
+    async fn skip_handled(&self, cluster: &str, ledger: &mut Ledger) -> bool {
         let loaded = async {
             self.ensure_schema().await?;
             let client = self.db.client().await?;
-            load_progress(&*client, &self.config.consumer_group, &ledger.partitions()).await
+            let group = &self.config.consumer_group;
+            load_progress(&*client, group, cluster, &ledger.partitions()).await
         };
         match loaded.await {
             Ok(progress) => {
@@ -207,7 +211,12 @@ impl Ingestor {
 
     /// Phase 2: a verdict for every record, and the invocation's row budget
     /// (records past it are handed back; the first record always fits).
-    fn classify<'a>(&self, records: &'a [InputRecord], ledger: &mut Ledger) -> Work<'a> {
+    fn classify<'a>(
+        &self,
+        cluster: &'a str,
+        records: &'a [InputRecord],
+        ledger: &mut Ledger,
+    ) -> Work<'a> {
         let verdicts = classify_all(records, &self.config.limits);
         let mut rows = 0usize;
         let mut admitted = false;
@@ -231,6 +240,7 @@ impl Ingestor {
             admitted = true;
         }
         Work {
+            cluster,
             records,
             published: vec![false; records.len()],
             verdicts,
@@ -281,8 +291,10 @@ impl Ingestor {
                 return Attempt::Settled;
             }
         };
-        let (written, published) =
-            tokio::join!(insert_isolating(&mut txn, &rows), self.publish(messages));
+        let (written, published) = tokio::join!(
+            insert_isolating(&mut txn, work.cluster, &rows),
+            self.publish(messages)
+        );
         let mut again = self.settle_publishing(work, ledger, published);
         let inserted = match written {
             Ok(inserted) => inserted,
@@ -317,7 +329,8 @@ impl Ingestor {
             }
         }
         let committed = async {
-            save_progress(&txn, &self.config.consumer_group, &ledger.progress()).await?;
+            let group = &self.config.consumer_group;
+            save_progress(&txn, group, work.cluster, &ledger.progress()).await?;
             txn.commit().await.map_err(DbError::from_query)
         };
         match committed.await {

@@ -13,12 +13,15 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::error::DbError;
 
 /// The `logs` columns written by COPY, in order (everything but `ingested_at`).
-const COLUMNS: &str = "topic, kafka_partition, kafka_offset, seq, kafka_timestamp, event_time, \
+/// `source_cluster` names the cluster a record came from (see the
+/// `cluster` arguments below).
+const COLUMNS: &str = "source_cluster, topic, kafka_partition, kafka_offset, seq, kafka_timestamp, event_time, \
     source_type, service, host, level, message, http_method, http_path, http_protocol, \
     http_status, http_bytes, http_referrer, user_agent, client_ip, latency_ms, metrics, \
     attributes, raw";
 
-const TYPES: [Type; 23] = [
+const TYPES: [Type; 24] = [
+    Type::TEXT,
     Type::TEXT,
     Type::INT4,
     Type::INT8,
@@ -47,23 +50,42 @@ const TYPES: [Type; 23] = [
 /// How far a consumer group got in one partition (the ledger's progress).
 pub use logpipe_delivery::Progress as PartitionProgress;
 
-/// Last handled offsets of `group` for the given partitions (absent when the
-/// group never wrote to that partition).
+/// Last handled offsets of `group` on `cluster` for the given partitions
+/// (absent when the group never wrote to that partition). A progress row
+/// from before clusters were named (empty cluster) is adopted by the first
+/// cluster that asks, so a single-cluster deployment carries on.
 pub async fn load_progress(
     client: &impl GenericClient,
     group: &str,
+    cluster: &str,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, DbError> {
     let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
     let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+    if !cluster.is_empty() {
+        client
+            .execute(
+                "UPDATE ingest_progress p SET source_cluster = $4
+                   FROM unnest($2::text[], $3::int4[]) AS want(topic, kafka_partition)
+                  WHERE p.consumer_group = $1 AND p.source_cluster = ''
+                    AND want.topic = p.topic AND want.kafka_partition = p.kafka_partition
+                    AND NOT EXISTS (
+                        SELECT 1 FROM ingest_progress q
+                         WHERE q.consumer_group = $1 AND q.topic = p.topic
+                           AND q.kafka_partition = p.kafka_partition AND q.source_cluster = $4)",
+                &[&group, &topics, &numbers, &cluster],
+            )
+            .await
+            .map_err(DbError::from_query)?;
+    }
     let rows = client
         .query(
             "SELECT p.topic, p.kafka_partition, p.last_offset
                FROM ingest_progress p
                JOIN unnest($2::text[], $3::int4[]) AS want(topic, kafka_partition)
                  ON want.topic = p.topic AND want.kafka_partition = p.kafka_partition
-              WHERE p.consumer_group = $1",
-            &[&group, &topics, &numbers],
+              WHERE p.consumer_group = $1 AND p.source_cluster = $4",
+            &[&group, &topics, &numbers, &cluster],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -84,12 +106,13 @@ pub async fn load_progress(
 pub async fn store_batch(
     client: &mut Client,
     group: &str,
+    cluster: &str,
     records: &[&LogRecord],
     progress: &[PartitionProgress],
 ) -> Result<u64, DbError> {
     let mut txn = client.transaction().await.map_err(DbError::from_query)?;
-    let inserted = insert_records(&mut txn, records).await?;
-    save_progress(&txn, group, progress).await?;
+    let inserted = insert_records(&mut txn, cluster, records).await?;
+    save_progress(&txn, group, cluster, progress).await?;
     txn.commit().await.map_err(DbError::from_query)?;
     Ok(inserted)
 }
@@ -104,6 +127,7 @@ pub async fn store_batch(
 /// NOTHING` instead — still one COPY, and idempotent.
 pub async fn insert_records(
     txn: &mut Transaction<'_>,
+    cluster: &str,
     records: &[&LogRecord],
 ) -> Result<u64, DbError> {
     if records.is_empty() {
@@ -113,7 +137,7 @@ pub async fn insert_records(
         .savepoint("direct_copy")
         .await
         .map_err(DbError::from_query)?;
-    match copy_records(&direct, "logs", records).await {
+    match copy_rows(&direct, "logs", cluster, records).await {
         Ok(n) => {
             direct.commit().await.map_err(DbError::from_query)?;
             return Ok(n);
@@ -129,7 +153,7 @@ pub async fn insert_records(
     )
     .await
     .map_err(DbError::from_query)?;
-    copy_records(txn, "logs_staging", records).await?;
+    copy_rows(txn, "logs_staging", cluster, records).await?;
     txn.execute(
         &format!(
             "INSERT INTO logs ({COLUMNS}) SELECT {COLUMNS} FROM logs_staging
@@ -157,6 +181,7 @@ pub struct Inserted {
 /// costs about `2·k·log2(n)` extra COPYs of shrinking chunks.
 pub async fn insert_isolating(
     txn: &mut Transaction<'_>,
+    cluster: &str,
     records: &[&LogRecord],
 ) -> Result<Inserted, DbError> {
     let mut out = Inserted::default();
@@ -170,7 +195,7 @@ pub async fn insert_isolating(
             .savepoint("isolate")
             .await
             .map_err(DbError::from_query)?;
-        match insert_records(&mut sp, &records[start..end]).await {
+        match insert_records(&mut sp, cluster, &records[start..end]).await {
             Ok(n) => {
                 sp.commit().await.map_err(DbError::from_query)?;
                 out.inserted += n;
@@ -193,12 +218,21 @@ pub async fn insert_isolating(
     Ok(out)
 }
 
-/// Plain binary COPY of `records` into `table` (no conflict handling). The
-/// ingest path uses it for the staging table; the benchmark uses it as the
-/// baseline.
+/// Plain binary COPY of `records` into `table` (no conflict handling, no
+/// cluster name): the benchmark's baseline.
 pub async fn copy_records(
     client: &Transaction<'_>,
     table: &str,
+    records: &[&LogRecord],
+) -> Result<u64, DbError> {
+    copy_rows(client, table, "", records).await
+}
+
+/// Binary COPY of `records` from `cluster` into `table`.
+async fn copy_rows(
+    client: &Transaction<'_>,
+    table: &str,
+    cluster: &str,
     records: &[&LogRecord],
 ) -> Result<u64, DbError> {
     let sink = client
@@ -213,7 +247,7 @@ pub async fn copy_records(
         let row = Row::from_record(record)?;
         writer
             .as_mut()
-            .write(&row.values())
+            .write(&row.values(&cluster))
             .await
             .map_err(DbError::from_query)?;
     }
@@ -224,6 +258,7 @@ pub async fn copy_records(
 pub async fn save_progress(
     txn: &Transaction<'_>,
     group: &str,
+    cluster: &str,
     progress: &[PartitionProgress],
 ) -> Result<(), DbError> {
     if progress.is_empty() {
@@ -234,12 +269,13 @@ pub async fn save_progress(
     let offsets: Vec<i64> = progress.iter().map(|p| p.last_offset).collect();
     // GREATEST: a late retry of an older batch must never move progress back.
     txn.execute(
-        "INSERT INTO ingest_progress AS p (consumer_group, topic, kafka_partition, last_offset)
-         SELECT $1, t, k, o FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, k, o)
-         ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
+        "INSERT INTO ingest_progress AS p
+                (consumer_group, topic, kafka_partition, last_offset, source_cluster)
+         SELECT $1, t, k, o, $5 FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, k, o)
+         ON CONFLICT (consumer_group, topic, kafka_partition, source_cluster) DO UPDATE
             SET last_offset = GREATEST(p.last_offset, EXCLUDED.last_offset),
                 updated_at = now()",
-        &[&group, &topics, &partitions, &offsets],
+        &[&group, &topics, &partitions, &offsets, &cluster],
     )
     .await
     .map_err(DbError::from_query)?;
@@ -282,10 +318,11 @@ impl<'a> Row<'a> {
         })
     }
 
-    fn values(&self) -> [&(dyn ToSql + Sync); 23] {
+    fn values<'v>(&'v self, cluster: &'v &str) -> [&'v (dyn ToSql + Sync); 24] {
         let r = self.record;
         let http = r.http.as_ref();
         [
+            cluster,
             &self.topic,
             &self.partition,
             &self.offset,
