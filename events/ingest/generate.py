@@ -247,6 +247,82 @@ def malformed():
     return s.event("aws:kafka", MSK_BOOTSTRAP, MSK_ARN), s
 
 
+def incompressible(n):
+    """Letters and digits from a fixed xorshift (pglz cannot shrink them)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    x, out, mask = 0x9E3779B97F4A7C15, [], (1 << 64) - 1
+    for _ in range(n):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        out.append(alphabet[x % len(alphabet)])
+    return "".join(out)
+
+
+def hostile():
+    """Every way a record can fail, and the edge cases that must still be
+    stored, with the function's default limits (the same classes as
+    tests/hostile.rs, which runs them through the broker)."""
+    s = Sample(partitions=[0, 1, 2, 3, 4, 5], first_offset=600)
+    fmt = lambda f: [("log-format", f)]
+    # partition 0: what the Lambda envelope itself can get wrong (or right, leniently)
+    s.add(0, None, key="bad-b64", raw_value="bm90!!base64**", dead="invalid_base64")
+    s.add(0, compact({"level": "info", "message": "unpadded base64"}), key="lenient")
+    s.records[0][-1]["value"] = s.records[0][-1]["value"].rstrip("=")
+    s.add(0, compact({"level": "info", "message": "numeric strings"}), key="strings")
+    for field in ("partition", "offset", "timestamp"):
+        s.records[0][-1][field] = str(s.records[0][-1][field])
+    s.add(0, SYSLOG_3164_2, key="x", headers=fmt("rfc3164"))
+    s.records[0][-1]["key"] = "not base64!!"                             # value kept
+    s.add(0, "placeholder", key="number", dead="malformed_envelope")
+    s.records[0][-1]["value"] = 12345
+    # partition 1: bytes and text the parsers cannot use
+    s.add(1, b"\xff\xfe\x00A", key="bad", dead="invalid_utf8")
+    s.add(1, b"log \xed\xa0\x80 line", key="surrogate", dead="invalid_utf8")
+    s.add(1, '{"level":"error","mess', key="bad", headers=fmt("json"), dead="invalid_json")
+    s.add(1, '{"message":"\\ud800 alone"}', key="bad", dead="invalid_json")
+    s.add(1, '{"a":' * 200 + "1" + "}" * 200, key="deep", dead="invalid_json")
+    s.add(1, compact({"sensor_id": "st-9", "temperature": "hot"}), key="st-9",
+          headers=fmt("sensor"), dead="schema_violation")
+    s.add(1, "[1,2,3]", key="array", dead="schema_violation")
+    s.add(1, "this is not syslog", key="bad", headers=fmt("syslog"), dead="invalid_line")
+    # partition 2: nothing to store, or not allowed to
+    s.add(2, None, key="gone", dead="tombstone")
+    s.add(2, "", key="empty", dead="empty_value")
+    s.add(2, " \n\t \ufeff ", key="blank", dead="empty_value")
+    s.add(2, "some text", key="bad", headers=fmt("cobol-dump"), dead="unknown_format")
+    s.add(2, "some text", key="bad", headers=[("log-format", b"\xff\x00")], dead="unknown_format")
+    s.add(2, "before\0after", key="nul", dead="nul_character")
+    s.add(2, '{"level":"info","message":"a\\u0000b"}', key="nul", dead="nul_character")
+    s.add(2, "x" * (DEFAULT_MAX_RECORD_BYTES + 1), key="big", dead="oversized")
+    # partition 3: batch envelopes
+    s.add(3, compact({"source": "edge", "batch_size": 10001, "data": ["x"] * 10001}),
+          key="edge", headers=fmt("batch"), dead="too_many_rows")
+    s.add(3, compact({"source": "edge", "data": []}), key="edge", headers=fmt("batch"),
+          dead="empty_batch")
+    s.add(3, compact({"source": "a", "data": [{"source": "b", "data": ["x"]}]}), key="edge",
+          dead="too_deep")
+    s.add(3, BATCH, key="edge-agent", headers=fmt("batch"))
+    # partition 4: parsed, then refused by PostgreSQL or the broker
+    s.add(4, compact({"level": "info", "message": "m", "service": incompressible(3000)}),
+          key="svc", dead="db_rejected")       # over a btree entry's 2704 bytes
+    s.add(4, CLF_2, key="web", headers=[("service", b"we\0b")], dead="db_rejected")
+    s.add(4, "2026-11-22T10:00:00Z host=h1 level=info msg=" + "\x01" * 125000 + " a=" +
+          "\x02" * 40000 + " b=" + "\x03" * 40000, key="kv", headers=fmt("splunk-kv"),
+          dead="forward_rejected")             # over 1 MB even slimmed
+    # partition 5: stored, some with corrections or slimmed forwards
+    s.add(5, compact({"timestamp": "9999-01-01T00:00:00Z", "level": "info", "message": "future"}), key="t")
+    s.add(5, compact({"timestamp": "1900-01-01T00:00:00Z", "level": "info", "message": "past"}), key="t")
+    s.add(5, compact({"timestamp": -86400, "level": "info", "message": "before the epoch"}), key="t")
+    s.add(5, "".join(chr(1 + i % 31) for i in range(200000)), key="ctrl")  # forward slimmed
+    s.add(5, "word " * 50000, key="long")
+    s.add(5, "\U0001f980 \u1e9etra\u00dfe \u05e2\u05d1\u05e8\u05d9\u05ea e\u0301\u0301 "
+          "\u202ereversed\u202c \uffff\U0010ffff", key="uni")
+    s.add(5, "\ufeff" + compact({"level": "info", "message": "bom"}), key="bom")
+    s.add(5, APP_JSON, key="billing", headers=[("log-format", "json"), TRACE_HDR])
+    return s.event("aws:kafka", MSK_BOOTSTRAP, MSK_ARN), s
+
+
 def render(event):
     """Pretty JSON with one record per line (readable diffs, headers intact)."""
     lines = ["{"]
@@ -284,6 +360,7 @@ def main():
     write("msk-all-formats", *msk_all_formats())
     write("self-managed-all-formats", *self_managed_all_formats())
     write("malformed", *malformed())
+    write("hostile", *hostile())
 
 
 if __name__ == "__main__":
