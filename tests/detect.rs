@@ -11,7 +11,7 @@ use ingest::IngestConfig;
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
 use logpipe_detect::window::WindowConfig;
 use logpipe_kafka::event::{EventRecord, EventSource, KafkaEventPayload};
-use logpipe_kafka::{KafkaSettings, Publisher};
+use logpipe_kafka::{KafkaSettings, OutMessage, Publisher};
 use logpipe_postgres::{Database, DbSettings};
 use logpipe_schema::{Alert, KafkaCoordinates, LogRecord, Prediction, SourceType};
 use logpipe_tests::*;
@@ -303,9 +303,11 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
         "the partition is handed back: {r:?}"
     );
     // The dead letter could not be delivered either, so progress stops
-    // before it and it is retried; the alerts wait in the outbox.
-    assert_eq!(r.summary.records_processed, 7);
-    assert_eq!(r.summary.records_retry, 1);
+    // before it; the alerts wait in the outbox, so the whole batch is
+    // handed back (the 7 committed records come back as duplicates).
+    assert_eq!(r.summary.records_processed, 0);
+    assert_eq!(r.summary.records_retry, 8);
+    assert_eq!(r.summary.records_in, 8);
     let db = sql(&stack.database_url()).await.unwrap();
     let pending =
         "SELECT count(*) FROM detect_outbox WHERE kind = 'alert' AND published_at IS NULL";
@@ -349,6 +351,60 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
     let r = invoke_detect(&detector, &ev).await.unwrap();
     assert_eq!(r.summary.records_duplicate, 8);
     assert!(alerts_tap.rest(Duration::from_secs(3)).await.is_empty());
+}
+
+/// A broker that restarts empty no longer knows the producer's id, so the
+/// first send after it returns is refused; the producer is replaced and the
+/// messages go out within the same call, each result in its message's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_after_a_broker_restart_succeeds_within_one_call() {
+    logpipe_telemetry::init_json_logs();
+    let mut stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&bootstrap, "restart-test"),
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let message = |i: usize| {
+        move || OutMessage {
+            topic: "alerts".into(),
+            key: Some(format!("k-{i}").into_bytes()),
+            payload: Some(format!("{{\"n\":{i}}}").into_bytes()),
+            headers: vec![("message-id".into(), format!("m-{i}").into_bytes())],
+        }
+    };
+    let before = publisher.publish_all((0..5).map(message).collect()).await;
+    assert!(before.iter().all(Result::is_ok), "{before:?}");
+    assert_eq!(publisher.rebuilds(), 0);
+
+    stack.restart_broker().await.unwrap();
+    let tap = Tap::new(&bootstrap, "alerts", "after-restart");
+    let after = publisher.publish_all((5..25).map(message).collect()).await;
+    assert!(after.iter().all(Result::is_ok), "{after:?}");
+    assert!(
+        publisher.rebuilds() >= 1,
+        "the restarted broker refused the old producer, so it was replaced"
+    );
+
+    // Exactly those 20 messages, and each result says where its own landed.
+    let consumed = tap.take(20).await;
+    let landed: BTreeMap<Vec<u8>, (i32, i64)> = consumed
+        .iter()
+        .map(|r| (r.key.clone().unwrap(), (r.partition, r.offset)))
+        .collect();
+    assert_eq!(landed.len(), 20, "no duplicates: {consumed:?}");
+    for (i, result) in (5..25).zip(&after) {
+        let d = result.as_ref().unwrap();
+        assert_eq!(
+            landed.get(format!("k-{i}").as_bytes()),
+            Some(&(d.partition, d.offset)),
+            "message {i}"
+        );
+    }
+    assert!(tap.rest(Duration::from_secs(3)).await.is_empty());
 }
 
 async fn detector_with(stack: &LocalStack, report: bool) -> Detector {

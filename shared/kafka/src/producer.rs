@@ -4,14 +4,17 @@
 //! with `acks=all`, and every call waits for the broker to acknowledge each
 //! message — nothing is left in a queue when the sandbox freezes.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
 use logpipe_secrets::{KafkaSecret, SecretsCache};
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::statistics::Statistics;
 
 use crate::settings::{KafkaSettings, SaslCredentials};
 
@@ -147,11 +150,12 @@ impl PublishError {
         }
     }
 
-    /// The error for a message that failed on a producer librdkafka has
-    /// declared dead (`fatal_error()`). Such a producer purges its queue
-    /// (`PurgeQueue`) and fails the rest, so a timeout or an unexplained
-    /// failure is the dead producer's doing and a new producer can send the
-    /// message. Errors with a cause of their own keep it.
+    /// The error for a message that failed on a dead producer: librdkafka
+    /// declared it dead (`fatal_error()`), or its [`WatchState`] showed the
+    /// broker refusing it and the call purged it. Such a producer purges its
+    /// queue (`PurgeQueue`, `PurgeInflight`) and fails the rest, so a timeout
+    /// or an unexplained failure is the dead producer's doing and a new
+    /// producer can send the message. Errors with a cause of their own keep it.
     fn on_dead_producer(self, servers: &str, code: RDKafkaErrorCode, reason: &str) -> Self {
         let (topic, detail) = match self {
             PublishError::BrokerUnreachable { topic, detail, .. }
@@ -202,13 +206,69 @@ pub struct Delivered {
 /// refusing costs this invocation a few round trips, not its timeout.
 pub const MAX_REBUILDS_PER_CALL: usize = 2;
 
+/// A producer whose epoch moves this many times within one call while a
+/// broker is up is one the broker keeps refusing (see [`Watch`]).
+const REFUSED_EPOCH_BUMPS: u64 = 5;
+
+/// How often librdkafka reports statistics (the producer epoch, broker
+/// states) to the [`Watch`], and how often a call looks at them.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the producer's statistics say about its idempotence state.
+///
+/// A broker that answers `UNKNOWN_PRODUCER_ID` (one that restarted empty,
+/// like Tansu's memory engine, or expired the producer's state) makes
+/// librdkafka bump its own epoch and send again, in a loop: no delivery
+/// report says so, every message just times out in the end, and the
+/// producer never recovers. The loop shows as an epoch that keeps moving
+/// while a broker is up; a call that sees it purges the producer and
+/// treats what was purged as fenced (rebuilt and sent again).
+#[derive(Default)]
+struct WatchState {
+    /// Epoch changes seen so far (the sum of the increments).
+    bumps: AtomicU64,
+    last_epoch: AtomicI64,
+    broker_up: AtomicBool,
+    /// Set once a call concluded the broker refuses this producer.
+    refused: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Watch(Arc<WatchState>);
+
+impl ClientContext for Watch {
+    fn stats(&self, statistics: Statistics) {
+        let state = &self.0;
+        if let Some(eos) = statistics.eos {
+            let last = state.last_epoch.swap(eos.producer_epoch, Ordering::Relaxed);
+            // -1 until a producer id is assigned; a wrap counts as one.
+            if last >= 0 && eos.producer_epoch != last {
+                let moved = (eos.producer_epoch - last).max(1) as u64;
+                state.bumps.fetch_add(moved, Ordering::Relaxed);
+            }
+        }
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        state.broker_up.store(up, Ordering::Relaxed);
+    }
+}
+
+type Inner = FutureProducer<Watch>;
+
+/// The current producer, its generation (a rebuild bumps it, so
+/// concurrent calls that saw the same dead producer replace it once) and
+/// its watch.
+#[derive(Clone)]
+struct Current {
+    generation: u64,
+    producer: Inner,
+    watch: Arc<WatchState>,
+}
+
 pub struct Publisher {
     settings: KafkaSettings,
     secrets: Option<Arc<SecretsCache>>,
     message_timeout: Duration,
-    /// The producer and its generation: a rebuild bumps the generation, so
-    /// concurrent calls that saw the same dead producer replace it once.
-    producer: RwLock<(u64, FutureProducer)>,
+    current: RwLock<Current>,
 }
 
 /// A message not yet sent (its builder) or to be sent again (as built).
@@ -233,13 +293,17 @@ impl Publisher {
         secrets: Option<Arc<SecretsCache>>,
         message_timeout: Duration,
     ) -> Result<Self, PublishError> {
-        let producer =
+        let (producer, watch) =
             build_producer(&settings, secrets.as_deref(), message_timeout, false).await?;
         Ok(Self {
             settings,
             secrets,
             message_timeout,
-            producer: RwLock::new((0, producer)),
+            current: RwLock::new(Current {
+                generation: 0,
+                producer,
+                watch,
+            }),
         })
     }
 
@@ -249,20 +313,20 @@ impl Publisher {
 
     /// How many times the producer has been replaced since [`new`](Self::new).
     pub fn rebuilds(&self) -> u64 {
-        self.current().0
+        self.current().generation
     }
 
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> Current {
         // FutureProducer is a cheap handle (Arc inside); a poisoned lock only
         // means a panic elsewhere while swapping, and the old value is fine.
-        match self.producer.read() {
+        match self.current.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn producer(&self) -> FutureProducer {
-        self.current().1
+    fn producer(&self) -> Inner {
+        self.current().producer
     }
 
     /// Publishes every message concurrently and waits for each delivery.
@@ -273,7 +337,10 @@ impl Publisher {
     /// a large batch never sits in memory twice.
     ///
     /// A message that fails because the producer was fenced
-    /// ([`PublishError::ProducerFenced`]) is sent again on a new producer
+    /// ([`PublishError::ProducerFenced`]: a fenced or lost producer id or
+    /// epoch, a sequence desync, a fatal error, or a broker that keeps
+    /// refusing the producer, which is then purged rather than left to time
+    /// out) is sent again on a new producer
     /// within this call, at most [`MAX_REBUILDS_PER_CALL`] times; librdkafka
     /// hands the failed message back with its delivery report, so nothing is
     /// kept for that. A fenced message may have reached the log already, so
@@ -295,15 +362,27 @@ impl Publisher {
             .collect();
         let mut rebuilds = 0;
         while !pending.is_empty() {
-            let (generation, producer) = self.current();
+            let Current {
+                generation,
+                producer,
+                watch,
+            } = self.current();
             let sends = pending.into_iter().map(|(i, message)| {
                 let producer = &producer;
                 async move { (i, send(producer, servers, message).await) }
             });
-            let attempts = join_all(sends).await;
-            let fatal = producer.client().fatal_error();
+            let attempts = watched(&producer, &watch, join_all(sends)).await;
+            let fatal = producer.client().fatal_error().or_else(|| {
+                watch.refused.load(Ordering::Relaxed).then(|| {
+                    (
+                        RDKafkaErrorCode::UnknownProducerId,
+                        "the broker keeps refusing the producer id (its epoch keeps moving); purged"
+                            .to_string(),
+                    )
+                })
+            });
             if let Some((code, reason)) = &fatal {
-                tracing::warn!(?code, %reason, "Kafka producer hit a fatal error");
+                tracing::warn!(?code, %reason, "Kafka producer is dead");
             }
             let may_resend = rebuilds < MAX_REBUILDS_PER_CALL;
             pending = Vec::new();
@@ -366,14 +445,14 @@ impl Publisher {
 
     /// Replaces the producer, re-reading the secret when asked.
     pub async fn rebuild(&self, refresh_secret: bool) {
-        let generation = self.current().0;
+        let generation = self.current().generation;
         self.rebuild_from(generation, refresh_secret).await;
     }
 
     /// Replaces the producer of `generation`, unless another call already
     /// has. False when no new producer could be built.
     async fn rebuild_from(&self, generation: u64, refresh_secret: bool) -> bool {
-        if self.current().0 != generation {
+        if self.current().generation != generation {
             return true;
         }
         let refresh_secret =
@@ -386,13 +465,17 @@ impl Publisher {
         )
         .await
         {
-            Ok(p) => {
-                let mut guard = match self.producer.write() {
+            Ok((producer, watch)) => {
+                let mut guard = match self.current.write() {
                     Ok(guard) => guard,
                     Err(poisoned) => poisoned.into_inner(),
                 };
-                if guard.0 == generation {
-                    *guard = (generation + 1, p);
+                if guard.generation == generation {
+                    *guard = Current {
+                        generation: generation + 1,
+                        producer,
+                        watch,
+                    };
                     tracing::warn!(
                         refresh_secret,
                         "rebuilt the Kafka producer after a failed publish"
@@ -445,9 +528,40 @@ impl Publisher {
     }
 }
 
+/// Waits for `deliveries`; meanwhile, when the producer's epoch keeps
+/// moving while a broker is up (see [`WatchState`]), purges it so that the
+/// waiting messages fail now instead of at their timeout, and marks it
+/// refused.
+async fn watched<T>(
+    producer: &Inner,
+    watch: &WatchState,
+    deliveries: impl std::future::Future<Output = T>,
+) -> T {
+    let start = watch.bumps.load(Ordering::Relaxed);
+    let refused = async {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let bumps = watch.bumps.load(Ordering::Relaxed) - start;
+            if watch.refused.load(Ordering::Relaxed)
+                || (bumps >= REFUSED_EPOCH_BUMPS && watch.broker_up.load(Ordering::Relaxed))
+            {
+                break;
+            }
+        }
+    };
+    tokio::pin!(deliveries);
+    tokio::select! {
+        done = &mut deliveries => return done,
+        () = refused => {}
+    }
+    watch.refused.store(true, Ordering::Relaxed);
+    producer.purge(PurgeConfig::default().queue().inflight());
+    deliveries.await
+}
+
 /// Queues one message (waiting while librdkafka's queue is full) and waits
 /// for its delivery report.
-async fn send<F>(producer: &FutureProducer, servers: &str, message: Pending<F>) -> Attempt
+async fn send<F>(producer: &Inner, servers: &str, message: Pending<F>) -> Attempt
 where
     F: FnOnce() -> OutMessage,
 {
@@ -537,7 +651,7 @@ async fn build_producer(
     secrets: Option<&SecretsCache>,
     message_timeout: Duration,
     refresh_secret: bool,
-) -> Result<FutureProducer, PublishError> {
+) -> Result<(Inner, Arc<WatchState>), PublishError> {
     let secret: Option<KafkaSecret> = match (&settings.credentials, secrets) {
         (SaslCredentials::Secret { arn }, Some(cache)) => Some(
             cache
@@ -571,10 +685,19 @@ async fn build_producer(
             message_timeout.as_millis().to_string(),
         )
         // Do not wait the default 30 s for a topic that does not exist.
-        .set("topic.metadata.propagation.max.ms", "5000");
-    config
-        .create()
-        .map_err(|e| PublishError::Config(e.to_string()))
+        .set("topic.metadata.propagation.max.ms", "5000")
+        .set(
+            "statistics.interval.ms",
+            WATCH_INTERVAL.as_millis().to_string(),
+        );
+    let watch = Arc::new(WatchState {
+        last_epoch: AtomicI64::new(-1),
+        ..WatchState::default()
+    });
+    let producer = config
+        .create_with_context(Watch(watch.clone()))
+        .map_err(|e| PublishError::Config(e.to_string()))?;
+    Ok((producer, watch))
 }
 
 #[cfg(test)]
