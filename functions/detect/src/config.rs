@@ -201,7 +201,7 @@ mod tests {
     fn defaults_and_overrides() {
         let c = DetectConfig::from_lookup(|_| None).unwrap();
         assert_eq!(c, DetectConfig::default());
-        assert_eq!(c.engine.rules.len(), 7, "the handbook's sensor rules");
+        assert_eq!(c.engine.rules.len(), 7, "the default sensor rules");
         let c = DetectConfig::from_lookup(|k| match k {
             "WINDOW_SECONDS" => Some("10".into()),
             "PREDICTIONS_TOPIC" => Some(" ".into()),

@@ -71,7 +71,8 @@ fn sensor_rule(name: &str, field: &str, op: Op, value: f64, severity: Severity) 
     }
 }
 
-/// The handbook's sensor rules (°C, %, km/h, hPa).
+/// The default sensor rules (°C, %, km/h, hPa): temperature > 40 critical,
+/// < 0 warning; humidity < 20 or > 90; wind > 50; pressure < 980 or > 1040.
 pub fn default_sensor_rules() -> Vec<ThresholdRule> {
     use Op::*;
     use Severity::*;

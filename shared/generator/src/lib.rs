@@ -147,7 +147,7 @@ pub enum AnomalyKind {
     VolumeDrop,
     /// Half of the target's app messages use a template seen nowhere else.
     NewTemplate,
-    /// Every reading of the target station breaches a DESIGN.md threshold.
+    /// Every reading of the target station breaches a default sensor threshold.
     SensorBreach,
 }
 

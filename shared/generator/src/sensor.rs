@@ -3,7 +3,7 @@
 //! Twenty stations, each with its own climate (mean temperature, humidity,
 //! wind). Per run, each station gets a weather state (today's offset, mean
 //! wind and direction, pressure); readings add a diurnal cycle (by local
-//! solar time) and small noise. Normal readings stay inside the DESIGN.md
+//! solar time) and small noise. Normal readings stay inside the default
 //! thresholds: temperature 0.5..37.5 °C, humidity 30..85 %, wind 0..40 km/h,
 //! pressure 995..1030 hPa. A `sensor_breach` pushes the target station's
 //! readings past them (a heat wave, or a storm).

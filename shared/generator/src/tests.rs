@@ -675,7 +675,7 @@ fn breaches(row: &LogRecord) -> bool {
         || m["pressure"] < 980.0
 }
 
-/// Any DESIGN.md sensor threshold, warnings included.
+/// Any default sensor threshold, warnings included.
 fn alerts(row: &LogRecord) -> bool {
     let m = &row.metrics;
     breaches(row) || m["temperature"] < 0.0 || m["humidity"] < 20.0 || m["pressure"] > 1040.0
