@@ -131,6 +131,7 @@ pub fn verify(rec: &Recorded, scopes: &[PathBuf]) -> Verdict {
     let mut places: Vec<PathBuf> = info.cwd.iter().cloned().collect();
     if rec.name == "postgres"
         && let Some(data) = data_dir_arg(&info.cmdline)
+        && !places.contains(&data)
     {
         places.push(data);
     }
