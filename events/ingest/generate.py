@@ -306,7 +306,10 @@ def hostile():
     # partition 4: parsed, then refused by PostgreSQL or the broker
     s.add(4, compact({"level": "info", "message": "m", "service": incompressible(3000)}),
           key="svc", dead="db_rejected")       # over a btree entry's 2704 bytes
-    s.add(4, CLF_2, key="web", headers=[("service", b"we\0b")], dead="db_rejected")
+    s.add(4, compact({"source": "edge", "data": [
+        {"message": "first"}, {"message": "second", "service": incompressible(3000)},
+        {"message": "third"}]}), key="edge", dead="db_rejected")  # its other rows go too
+    s.add(4, CLF_2, key="web", headers=[("service", b"we\0b")])   # header ignored: stored
     s.add(4, "2026-11-22T10:00:00Z host=h1 level=info msg=" + "\x01" * 125000 + " a=" +
           "\x02" * 40000 + " b=" + "\x03" * 40000, key="kv", headers=fmt("splunk-kv"),
           dead="forward_rejected")             # over 1 MB even slimmed
