@@ -202,11 +202,22 @@ mod tests {
         if !bin.exists() {
             std::fs::copy("/bin/sleep", &bin).unwrap();
         }
-        Command::new(&bin)
+        let child = Command::new(&bin)
             .arg("300")
             .current_dir(cwd)
             .spawn()
-            .unwrap()
+            .unwrap();
+        wait_for_exec(child.id(), &bin);
+        child
+    }
+
+    /// `spawn` returns once the exec has begun, but the new command line is
+    /// set up a moment later (empty until then): wait for it to name `bin`.
+    fn wait_for_exec(pid: u32, bin: &Path) {
+        let want = bin.as_os_str().as_encoded_bytes();
+        while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.starts_with(want)) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     fn scopes(dir: &Path) -> Vec<PathBuf> {
