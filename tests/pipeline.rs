@@ -19,9 +19,6 @@
 //! boundary; a retry (seek) would show up as a stall in the waits below,
 //! with the mapping counters in the message.
 
-// The detect handler's future nests deeply (its phases are async).
-#![recursion_limit = "256"]
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

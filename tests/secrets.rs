@@ -37,6 +37,8 @@ fn settings(arn: &str) -> DbSettings {
             arn: arn.to_string(),
         },
         ssl_mode: SslMode::Disable,
+        ssl_mode_explicit: false,
+        ssl_root_cert: None,
         connect_timeout: Duration::from_secs(5),
         application_name: "ingest-secret-test".into(),
     }

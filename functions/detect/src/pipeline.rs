@@ -33,16 +33,16 @@ use logpipe_delivery::{Ledger, Settlement};
 use logpipe_detect::{Emitted, Engine, EntityState, entity_of};
 use logpipe_kafka::dlq::{self, Limits, Reason};
 use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
+use logpipe_lambda::Schema;
 use logpipe_postgres::detect::{
     EntityRow, EntityUpdate, OutboxMessage, OutboxResult, advance_clock, advance_idle_clock,
     claim_outbox, count_unpublished, finish_outbox, insert_outbox, lock_due_entities,
     lock_entities, lock_partitions, prune_outbox,
 };
 use logpipe_postgres::tokio_postgres::Transaction;
-use logpipe_postgres::{Database, DbError, load_progress, migrate, save_progress};
+use logpipe_postgres::{Database, DbError, load_progress, save_progress};
 use logpipe_schema::LogRecord;
 use serde::Serialize;
-use tokio::sync::OnceCell;
 
 use crate::config::DetectConfig;
 
@@ -94,7 +94,7 @@ pub struct Detector {
     engine: Engine,
     db: Database,
     publisher: Publisher,
-    schema_ready: OnceCell<()>,
+    schema: Schema,
 }
 
 /// Why a record cannot be used.
@@ -146,11 +146,11 @@ impl Detector {
     pub fn new(config: DetectConfig, db: Database, publisher: Publisher) -> Self {
         let engine = Engine::new(config.engine.clone());
         Self {
+            schema: Schema::new(config.run_migrations),
             config,
             engine,
             db,
             publisher,
-            schema_ready: OnceCell::new(),
         }
     }
 
@@ -160,16 +160,7 @@ impl Detector {
 
     /// Applies migrations once per sandbox.
     pub async fn ensure_schema(&self) -> Result<(), DbError> {
-        self.schema_ready
-            .get_or_try_init(|| async {
-                if !self.config.run_migrations {
-                    return Ok(());
-                }
-                let mut client = self.db.client().await?;
-                migrate(&mut client).await.map(|_| ())
-            })
-            .await
-            .map(|_| ())
+        self.schema.ensure(&self.db).await
     }
 
     /// Logs a specific error when the broker is unreachable or an output
@@ -177,14 +168,7 @@ impl Detector {
     pub async fn check_topics(&self) {
         let mut topics = vec![self.config.alerts_topic.as_str()];
         topics.extend(self.config.predictions_topic.as_deref());
-        match self
-            .publisher
-            .check_topics(&topics, std::time::Duration::from_secs(5))
-            .await
-        {
-            Ok(()) => tracing::info!(?topics, "Kafka reachable and topics present"),
-            Err(error) => tracing::error!(%error, "Kafka not ready at init"),
-        }
+        logpipe_lambda::check_topics(&self.publisher, &topics).await;
     }
 
     /// One invocation. `budget`: how long the outbox may be published for.
@@ -213,7 +197,7 @@ impl Detector {
 
         // What remains is delivering the outbox.
         let deadline = started + budget;
-        match self.publish_outbox(deadline).await {
+        match Box::pin(self.publish_outbox(deadline)).await {
             Ok(stats) => {
                 summary.outbox_published = stats.published;
                 summary.outbox_pending = stats.pending;
@@ -257,10 +241,10 @@ impl Detector {
         let mut isolated = false;
         while let Some(part) = parts.pop() {
             let mut attempt = ledger.clone();
-            match self
-                .process(cluster, records, decoded, &part, now, &mut attempt)
-                .await
-            {
+            // Boxed: the phase futures nest deeply.
+            let processed =
+                Box::pin(self.process(cluster, records, decoded, &part, now, &mut attempt));
+            match processed.await {
                 Ok(p) => {
                     *ledger = attempt;
                     summary.records_late += p.records_late;

@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 
 use logpipe_delivery::{Ledger, Settlement};
 use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
+use logpipe_lambda::Schema;
 use logpipe_postgres::{
-    Database, DbError, Inserted, insert_isolating, load_progress, migrate, save_progress,
+    Database, DbError, Inserted, insert_isolating, load_progress, save_progress,
 };
 use logpipe_schema::LogRecord;
 use serde::Serialize;
-use tokio::sync::OnceCell;
 
 use crate::classify::{Poison, Verdict, classify_all};
 use crate::config::IngestConfig;
@@ -59,6 +59,7 @@ pub struct BatchSummary {
     pub rows_already_present: u64,
     /// Rows PostgreSQL refused; their records were dead-lettered (`db_rejected`).
     pub rows_rejected: usize,
+    /// Forwards published (one per row: a batch envelope forwards several).
     pub records_forwarded: usize,
     pub dead_letter_classes: BTreeMap<String, usize>,
 }
@@ -74,7 +75,7 @@ pub struct Ingestor {
     config: IngestConfig,
     db: Database,
     publisher: Publisher,
-    schema_ready: OnceCell<()>,
+    schema: Schema,
 }
 
 /// Phase 3's view of the batch: each record's verdict and whether its
@@ -100,10 +101,10 @@ enum Attempt {
 impl Ingestor {
     pub fn new(config: IngestConfig, db: Database, publisher: Publisher) -> Self {
         Self {
+            schema: Schema::new(config.run_migrations),
             config,
             db,
             publisher,
-            schema_ready: OnceCell::new(),
         }
     }
 
@@ -118,16 +119,7 @@ impl Ingestor {
     /// Applies migrations once per sandbox (at init, or at the first batch
     /// when the database was down at init).
     pub async fn ensure_schema(&self) -> Result<(), DbError> {
-        self.schema_ready
-            .get_or_try_init(|| async {
-                if !self.config.run_migrations {
-                    return Ok(());
-                }
-                let mut client = self.db.client().await?;
-                migrate(&mut client).await.map(|_| ())
-            })
-            .await
-            .map(|_| ())
+        self.schema.ensure(&self.db).await
     }
 
     /// Logs a specific error when the broker is unreachable or the forward
@@ -139,14 +131,7 @@ impl Ingestor {
             .iter()
             .map(String::as_str)
             .collect();
-        match self
-            .publisher
-            .check_topics(&topics, std::time::Duration::from_secs(5))
-            .await
-        {
-            Ok(()) => tracing::info!(?topics, "Kafka reachable and topics present"),
-            Err(error) => tracing::error!(%error, "Kafka not ready at init"),
-        }
+        logpipe_lambda::check_topics(&self.publisher, &topics).await;
     }
 
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
@@ -162,9 +147,11 @@ impl Ingestor {
             let mut work = self.classify(cluster, &records, &mut ledger);
             self.deliver(&mut work, &mut ledger, &mut summary).await;
             summary.records_forwarded = match self.config.forward_topic {
+                // One forward per row: what a consumer of the topic sees.
                 Some(_) => (0..records.len())
-                    .filter(|&i| work.published[i] && matches!(work.verdicts[i], Verdict::Rows(_)))
-                    .count(),
+                    .filter(|&i| work.published[i])
+                    .map(|i| rows_in(&work.verdicts[i]))
+                    .sum(),
                 None => 0,
             };
             // Freeing ~10^5 small allocations takes tens of milliseconds; do

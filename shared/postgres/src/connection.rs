@@ -30,6 +30,12 @@ pub struct DbSettings {
     /// `disable`, `prefer` or `require` (libpq semantics: `require` encrypts
     /// without verifying unless `PGSSLROOTCERT` names a CA bundle).
     pub ssl_mode: SslMode,
+    /// `DB_SSLMODE` was set: it also applies to a `DATABASE_URL` (whose own
+    /// `sslmode` otherwise decides).
+    pub ssl_mode_explicit: bool,
+    /// `PGSSLROOTCERT`: the CA bundle that verifies the server (e.g. the RDS
+    /// global bundle); without it TLS encrypts but does not verify.
+    pub ssl_root_cert: Option<String>,
     pub connect_timeout: Duration,
     pub application_name: String,
 }
@@ -69,6 +75,10 @@ impl DbSettings {
         Ok(Self {
             source,
             ssl_mode,
+            ssl_mode_explicit: std::env::var("DB_SSLMODE").is_ok(),
+            ssl_root_cert: std::env::var("PGSSLROOTCERT")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
             connect_timeout,
             application_name: application_name.to_string(),
         })
@@ -78,6 +88,8 @@ impl DbSettings {
         Self {
             source: DbSource::Url(url.to_string()),
             ssl_mode: SslMode::Prefer,
+            ssl_mode_explicit: false,
+            ssl_root_cert: None,
             connect_timeout: Duration::from_secs(5),
             application_name: application_name.to_string(),
         }
@@ -101,7 +113,7 @@ impl Database {
             ));
         }
         Ok(Self {
-            tls: tls_connector()?,
+            tls: tls_connector(settings.ssl_root_cert.as_deref())?,
             settings,
             secrets,
             client: Mutex::new(None),
@@ -157,7 +169,7 @@ impl Database {
             }
         };
         if matches!(self.settings.source, DbSource::Secret { .. })
-            || std::env::var("DB_SSLMODE").is_ok()
+            || self.settings.ssl_mode_explicit
         {
             config.ssl_mode(self.settings.ssl_mode);
         }
@@ -203,12 +215,12 @@ fn describe(config: &Config) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or_default())
 }
 
-fn tls_connector() -> Result<MakeTlsConnector, DbError> {
+fn tls_connector(root_cert: Option<&str>) -> Result<MakeTlsConnector, DbError> {
     let mut builder = SslConnector::builder(SslMethod::tls())
         .map_err(|e| DbError::Config(format!("TLS setup failed: {e}")))?;
-    match std::env::var("PGSSLROOTCERT") {
-        Ok(ca) if !ca.is_empty() => builder
-            .set_ca_file(&ca)
+    match root_cert {
+        Some(ca) => builder
+            .set_ca_file(ca)
             .map_err(|e| DbError::Config(format!("PGSSLROOTCERT={ca}: {e}")))?,
         // libpq's `require`: encrypt, do not verify. Set PGSSLROOTCERT (e.g. the
         // RDS global bundle) to verify the server.

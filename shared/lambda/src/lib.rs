@@ -1,0 +1,91 @@
+//! The wiring every Kafka-triggered function shares, in one place: its
+//! clients built from the environment once per sandbox, the migrations
+//! applied once (at init, or at the first batch when the database was down
+//! at init), and the init-time check that names a missing topic or an
+//! unreachable broker in the init log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use logpipe_kafka::settings::SaslCredentials;
+use logpipe_kafka::{KafkaSettings, PublishError, Publisher, SettingsError};
+use logpipe_postgres::{Database, DbError, DbSettings, DbSource, migrate};
+use logpipe_secrets::SecretsCache;
+use tokio::sync::OnceCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    KafkaSettings(#[from] SettingsError),
+    #[error(transparent)]
+    Kafka(#[from] PublishError),
+}
+
+/// A function's clients: reused across invocations.
+pub struct Clients {
+    pub db: Database,
+    pub publisher: Publisher,
+}
+
+impl Clients {
+    /// Reads the database and Kafka settings (`DB_*`, `DATABASE_URL`,
+    /// `KAFKA_*`), fetching secrets from Secrets Manager only when one is
+    /// configured.
+    pub async fn from_env(
+        function_name: &str,
+        message_timeout: Duration,
+    ) -> Result<Self, WiringError> {
+        let db_settings = DbSettings::from_env(function_name)?;
+        let kafka_settings = KafkaSettings::from_env(function_name)?;
+        let needs_secrets = matches!(db_settings.source, DbSource::Secret { .. })
+            || matches!(kafka_settings.credentials, SaslCredentials::Secret { .. });
+        let secrets = if needs_secrets {
+            Some(Arc::new(SecretsCache::from_env().await))
+        } else {
+            None
+        };
+        let db = Database::new(db_settings, secrets.clone())?;
+        let publisher = Publisher::new(kafka_settings, secrets, message_timeout).await?;
+        Ok(Self { db, publisher })
+    }
+}
+
+/// Migrations, applied at most once per sandbox.
+pub struct Schema {
+    run_migrations: bool,
+    ready: OnceCell<()>,
+}
+
+impl Schema {
+    /// `run_migrations`: `RUN_MIGRATIONS` (off when the function's database
+    /// user may not run DDL and migrations are applied elsewhere).
+    pub fn new(run_migrations: bool) -> Self {
+        Self {
+            run_migrations,
+            ready: OnceCell::new(),
+        }
+    }
+
+    pub async fn ensure(&self, db: &Database) -> Result<(), DbError> {
+        // Boxed: the migration future is deep, and callers nest it further.
+        let init = Box::pin(self.ready.get_or_try_init(|| async {
+            if !self.run_migrations {
+                return Ok(());
+            }
+            let mut client = db.client().await?;
+            migrate(&mut client).await.map(|_| ())
+        }));
+        init.await.map(|_| ())
+    }
+}
+
+/// Logs a specific error when the broker is unreachable or a topic is
+/// missing (and warms the producer). Never fails: the broker may come back.
+pub async fn check_topics(publisher: &Publisher, topics: &[&str]) {
+    match publisher.check_topics(topics, Duration::from_secs(5)).await {
+        Ok(()) => tracing::info!(?topics, "Kafka reachable and topics present"),
+        Err(error) => tracing::error!(%error, "Kafka not ready at init"),
+    }
+}
