@@ -40,6 +40,9 @@ struct Seen {
     alerts: Vec<Alert>,
 }
 
+/// How often the demo invokes detect's tick (the template's schedule).
+const TICK_EVERY: Duration = Duration::from_secs(60);
+
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let start_ms = chrono::Utc::now().timestamp_millis();
     let db = connect(&opts.database_url).await?;
@@ -66,6 +69,11 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         .context("no mapping reads log-processing")?;
 
     let produce = HttpInvoker::new(&opts.endpoint, "produce")?;
+    // The scheduled tick of the template (EventBridge Scheduler, every
+    // minute): an event without records closes idle windows and drains
+    // detect's outbox when no batch arrives.
+    let detect_fn = HttpInvoker::new(&opts.endpoint, &handles[detect].config().function_name)?;
+    let mut last_tick = Instant::now();
     // Start the produce function before the clock runs (an invalid input:
     // it answers InvalidInput and produces nothing).
     let _ = produce.invoke(serde_json::json!({"count": 0})).await;
@@ -113,6 +121,12 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             partner_bad += send_malformed(&partner, run).await;
             run += 1;
             next_run += interval;
+        }
+        if last_tick.elapsed() >= TICK_EVERY {
+            if let Err(e) = detect_fn.invoke(serde_json::json!({"tick": true})).await {
+                eprintln!("\ndetect tick failed: {e}");
+            }
+            last_tick = Instant::now();
         }
         let stats: Vec<_> = handles.iter().map(|h| h.stats()).collect();
         let rows = count(&db, "SELECT count(*) FROM logs").await;
