@@ -118,7 +118,14 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
     })?;
     // PostgreSQL text and jsonb cannot hold U+0000: storing it would fail the
     // whole batch, so such a record is set aside instead.
-    if text.contains('\0') || (text.trim_start().starts_with('{') && text.contains("\\u0000")) {
+    // JSON is whatever starts with `{` once the parser's cleaning (whitespace,
+    // leading byte order marks) is done.
+    let json_like = text
+        .trim_start()
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('{');
+    if text.contains('\0') || (json_like && text.contains("\\u0000")) {
         return Err(Poison::new(
             "nul_character",
             "record value contains a NUL character, which PostgreSQL cannot store",
@@ -153,7 +160,8 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         .header("service")
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(str::trim)
-        .filter(|s| !s.is_empty());
+        // (a NUL would make PostgreSQL refuse the row: such a header is ignored)
+        .filter(|s| !s.is_empty() && !s.contains('\0'));
     for (seq, row) in rows.iter_mut().enumerate() {
         if row.event_time > latest || row.event_time < DateTime::UNIX_EPOCH {
             row.attributes.insert(
@@ -230,9 +238,27 @@ mod tests {
     }
 
     #[test]
+    fn a_service_header_with_a_nul_is_ignored() {
+        // Found by fuzz/fuzz_targets/classify.rs.
+        let mut r = record(1, Some(b"plain line"));
+        r.headers = vec![("service".into(), b"-\0".to_vec())];
+        let Verdict::Rows(rows) = classify(&r, &Limits::default()) else {
+            panic!("rejected")
+        };
+        assert_eq!(rows[0].service, None);
+        r.headers = vec![("service".into(), b" web ".to_vec())];
+        let Verdict::Rows(rows) = classify(&r, &Limits::default()) else {
+            panic!("rejected")
+        };
+        assert_eq!(rows[0].service.as_deref(), Some("web"));
+    }
+
+    #[test]
     fn poison_is_classified() {
         let nul = record(1, Some(b"a\0b"));
         let escaped_nul = record(2, Some(br#"{"message":"a\u0000b"}"#));
+        // Seen through fuzz/fuzz_targets/classify.rs: the parser skips a BOM.
+        let bom_nul = record(7, Some("\u{feff}{\"message\":\"a\\u0000b\"}".as_bytes()));
         let tombstone = record(3, None);
         let big = record(4, Some(&[b'x'; 101]));
         let bad_utf8 = record(5, Some(&[0xff, 0xfe]));
@@ -244,13 +270,14 @@ mod tests {
             max_record_bytes: 100,
             ..Limits::default()
         };
-        let classes: Vec<_> = [nul, escaped_nul, tombstone, big, bad_utf8]
+        let classes: Vec<_> = [nul, escaped_nul, bom_nul, tombstone, big, bad_utf8]
             .iter()
             .map(|r| poison_class(&classify(r, &small)))
             .collect();
         assert_eq!(
             classes,
             vec![
+                Some("nul_character"),
                 Some("nul_character"),
                 Some("nul_character"),
                 Some("tombstone"),
