@@ -125,7 +125,7 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         .trim_start_matches('\u{feff}')
         .trim_start()
         .starts_with('{');
-    if text.contains('\0') || (json_like && text.contains("\\u0000")) {
+    if text.contains('\0') || (json_like && has_nul_escape(text)) {
         return Err(Poison::new(
             "nul_character",
             "record value contains a NUL character, which PostgreSQL cannot store",
@@ -191,6 +191,16 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
     Ok(rows)
 }
 
+/// Whether JSON text holds a `\u0000` escape (not an escaped backslash
+/// followed by `u0000`, which is storable text).
+fn has_nul_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices("\\u0000").any(|(at, _)| {
+        let backslashes = bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        backslashes % 2 == 0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +261,15 @@ mod tests {
             panic!("rejected")
         };
         assert_eq!(rows[0].service.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_not_a_nul() {
+        assert!(has_nul_escape(r#"{"m":"a\u0000b"}"#));
+        assert!(!has_nul_escape(r#"{"m":"a\\u0000b"}"#));
+        assert!(has_nul_escape(r#"{"m":"a\\\u0000b"}"#));
+        let ok = record(1, Some(br#"{"message":"path C:\\u0000x"}"#));
+        assert!(matches!(classify(&ok, &Limits::default()), Verdict::Rows(_)));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn forward(record: &LogRecord, topic: &str, max_bytes: usize) -> OutMessage 
         .unwrap_or_default();
     let mut payload = to_json(record);
     if payload.len() > max_bytes {
-        payload = to_json(&slimmed(record, payload.len(), max_bytes));
+        payload = slimmed(record, payload.len(), max_bytes);
     }
     OutMessage {
         topic: topic.to_string(),
@@ -60,23 +60,36 @@ fn to_json(record: &LogRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("LogRecord serializes") // ok: see above
 }
 
-/// A copy that fits in `max_bytes`: no raw text, a message of at most an
-/// eighth of the budget (JSON escaping can grow text sixfold), and the
-/// attributes only when they fit beside it.
-fn slimmed(record: &LogRecord, full_len: usize, max_bytes: usize) -> LogRecord {
+/// The JSON of a copy that fits in `max_bytes` (at least 4096), slimmed
+/// step by step until it does: no raw text; then a message of at most an
+/// eighth of the budget (JSON escaping can grow text sixfold); then no
+/// attributes, metrics or HTTP fields and short service and host names.
+fn slimmed(record: &LogRecord, full_len: usize, max_bytes: usize) -> Vec<u8> {
+    let marker = serde_json::json!({"original_bytes": full_len, "raw_bytes": record.raw.len()});
     let mut slim = record.clone();
     slim.raw = String::new();
-    slim.message = dlq::truncate_str(&record.message, max_bytes / 8).to_string();
-    let attributes_len = serde_json::to_vec(&record.attributes).map_or(usize::MAX, |v| v.len());
-    if attributes_len > max_bytes / 2 {
-        slim.attributes = serde_json::Map::new();
-        slim.metrics.retain(|_, _| false);
+    slim.attributes
+        .insert("forward_truncated".into(), marker.clone());
+    let steps: [fn(&mut LogRecord, usize); 2] = [
+        |r, max| r.message = dlq::truncate_str(&r.message, max / 8).to_string(),
+        |r, _| {
+            r.http = None;
+            r.metrics.clear();
+            r.attributes.retain(|k, _| k == "forward_truncated");
+            for name in [&mut r.service, &mut r.host].into_iter().flatten() {
+                *name = dlq::truncate_str(name, 256).to_string();
+            }
+        },
+    ];
+    let mut json = to_json(&slim);
+    for step in steps {
+        if json.len() <= max_bytes {
+            break;
+        }
+        step(&mut slim, max_bytes);
+        json = to_json(&slim);
     }
-    slim.attributes.insert(
-        "forward_truncated".into(),
-        serde_json::json!({"original_bytes": full_len, "raw_bytes": record.raw.len()}),
-    );
-    slim
+    json
 }
 
 #[cfg(test)]
@@ -137,6 +150,23 @@ mod tests {
         assert_eq!(header(&m, header::TRUNCATED_FROM), Some(&b"20"[..]));
         let msg = header(&m, header::ERROR_MESSAGE).unwrap();
         assert!(msg.len() <= 1000 && std::str::from_utf8(msg).is_ok());
+    }
+
+    #[test]
+    fn a_forward_with_huge_fields_still_fits() {
+        let mut row = logpipe_schema::parse("x", None, chrono::Utc::now()).unwrap()[0].clone();
+        row.message = "\u{1}".repeat(125_000);
+        row.service = Some("s".repeat(300_000));
+        for i in 0..3 {
+            row.attributes
+                .insert(format!("a{i}"), serde_json::Value::String("\u{2}".repeat(40_000)));
+        }
+        let m = forward(&row, "log-processing", 100_000);
+        let payload = m.payload.unwrap();
+        assert!(payload.len() <= 100_000, "{}", payload.len());
+        let back: LogRecord = serde_json::from_slice(&payload).unwrap();
+        assert!(back.attributes.contains_key("forward_truncated"));
+        assert_eq!(back.service.map(|s| s.len()), Some(256));
     }
 
     #[test]
