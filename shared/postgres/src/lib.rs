@@ -12,6 +12,6 @@ pub use error::DbError;
 pub use migrate::migrate;
 pub use store::{
     Inserted, PartitionProgress, copy_records, insert_isolating, insert_records, load_progress,
-    save_progress, store_batch,
+    save_progress,
 };
 pub use tokio_postgres;

@@ -8,7 +8,7 @@ use futures::pin_mut;
 use logpipe_schema::LogRecord;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{GenericClient, Transaction};
 
 use crate::error::DbError;
 
@@ -98,23 +98,6 @@ pub async fn load_progress(
             )
         })
         .collect())
-}
-
-/// Writes `records` (each must carry its Kafka coordinates) and advances
-/// `progress`, all in one transaction. Rows already present are skipped.
-/// Returns how many rows were new.
-pub async fn store_batch(
-    client: &mut Client,
-    group: &str,
-    cluster: &str,
-    records: &[&LogRecord],
-    progress: &[PartitionProgress],
-) -> Result<u64, DbError> {
-    let mut txn = client.transaction().await.map_err(DbError::from_query)?;
-    let inserted = insert_records(&mut txn, cluster, records).await?;
-    save_progress(&txn, group, cluster, progress).await?;
-    txn.commit().await.map_err(DbError::from_query)?;
-    Ok(inserted)
 }
 
 /// Inserts the rows, skipping any already present. Returns how many were new.
