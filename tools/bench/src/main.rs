@@ -4,6 +4,9 @@
 //! The handler runs in a child process of its own so that its peak RSS is
 //! the handler's alone (the parent holds the event, the baseline rows and
 //! the stack).
+//!
+//! `ingest_isolation_overhead`: the same batch with one row PostgreSQL
+//! refuses, against the batch clean, both through the handler.
 
 use std::time::{Duration, Instant};
 
@@ -22,20 +25,24 @@ const RUNS: usize = 5;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--ingest-once") && args.len() == 5 {
+    if args.get(1).map(String::as_str) == Some("--ingest-once") && (5..=6).contains(&args.len()) {
+        // Optional: how many records PostgreSQL must refuse (`db_rejected`).
+        let refused = args.get(5).map_or(Ok(0), |n| n.parse())?;
         // The same single-threaded runtime as the function's main.rs.
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(ingest_once(&args[2], &args[3], &args[4]));
+            .block_on(ingest_once(&args[2], &args[3], &args[4], refused));
     }
     tokio::runtime::Runtime::new()?.block_on(bench())
 }
 
 async fn bench() -> Result<()> {
     let stack = LocalStack::start(StackOptions::default()).await?;
-    // BENCH_ONLY=detect|produce|e2e runs one part (the full run takes minutes).
+    // BENCH_ONLY=detect|produce|e2e|isolation runs one part (the full run
+    // takes minutes).
     match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("isolation") => return isolation_bench(&stack).await,
         Ok("detect") => return detect_bench(&stack).await,
         Ok("produce") => return produce_bench(&stack).await,
         Ok("e2e") => return e2e_bench(&stack).await,
@@ -94,6 +101,7 @@ async fn bench() -> Result<()> {
     println!("RESULT copy_records_per_s={copy:.0}");
     println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
     println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
+    isolation_bench(&stack).await?;
     produce_bench(&stack).await?;
     detect_bench(&stack).await?;
     e2e_bench(&stack).await
@@ -506,6 +514,98 @@ async fn e2e_bench(stack: &LocalStack) -> Result<()> {
     Ok(())
 }
 
+/// The handler on the 10,000-record batch with one row PostgreSQL refuses
+/// (found by halving under savepoints, its record dead-lettered
+/// `db_rejected`) against the same batch clean: same child process, same
+/// run, alternating, median of each.
+async fn isolation_bench(stack: &LocalStack) -> Result<()> {
+    let clean = sample_records();
+    let mut dirty = clean.clone();
+    // Mid-batch: the first COPY fails halfway and the halving runs its
+    // typical depth.
+    let bad = RECORDS / 2 + 17;
+    dirty[bad].value = Some(refused_value().into_bytes());
+    let url = stack.database_url();
+    let bootstrap = stack.bootstrap_servers();
+    let mut files = Vec::new();
+    for (name, records) in [("clean", &clean), ("dirty", &dirty)] {
+        let file = stack.dir().join(format!("isolation-{name}.json"));
+        let event = build_event(EventSource::Msk, &bootstrap, None, records);
+        std::fs::write(&file, serde_json::to_vec(&event)?)?;
+        files.push(file);
+    }
+    let admin = Database::new(DbSettings::from_url(&url, "bench"), None)?;
+    let mut clean_secs = Vec::new();
+    let mut dirty_secs = Vec::new();
+    for _ in 0..RUNS {
+        for (file, refused, secs) in [
+            (&files[0], 0, &mut clean_secs),
+            (&files[1], 1, &mut dirty_secs),
+        ] {
+            truncate(&admin).await?;
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args(["--ingest-once", &url, &bootstrap])
+                .arg(file)
+                .arg(refused.to_string())
+                .output()
+                .context("running the ingest child")?;
+            if !out.status.success() {
+                bail!(
+                    "ingest child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            secs.push(parse_child(text.lines().last().unwrap_or_default())?.0);
+        }
+        // The refused record is not in `logs`; its neighbours are.
+        let client = admin.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE kafka_partition = $1 AND kafka_offset = $2),
+                        count(*)
+                   FROM logs",
+                &[&dirty[bad].partition, &dirty[bad].offset],
+            )
+            .await?;
+        let (stored_bad, stored): (i64, i64) = (row.get(0), row.get(1));
+        if stored_bad != 0 || stored != (RECORDS - 1) as i64 {
+            bail!("isolation: {stored} rows stored, {stored_bad} of the refused record");
+        }
+    }
+    let clean = median(&mut clean_secs);
+    let dirty = median(&mut dirty_secs);
+    eprintln!(
+        "bench: isolation clean {:.0} ms, one refused row {:.0} ms (median of {RUNS})",
+        clean * 1e3,
+        dirty * 1e3
+    );
+    println!("RESULT ingest_isolation_overhead={:.2}", dirty / clean);
+    Ok(())
+}
+
+/// An application log the parser accepts and PostgreSQL refuses: its
+/// 3 KB service does not compress, and a btree entry of (service,
+/// event_time) may not exceed ~2.7 KB (`logs_service_time`, SQLSTATE 54000).
+fn refused_value() -> String {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let service: String = (0..3_000)
+        .map(|_| {
+            // xorshift64: letters and digits without a pattern to compress
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    [(state % 62) as usize],
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"timestamp":"2026-11-22T10:30:00Z","level":"info","service":"{service}","message":"a service name too large for its index"}}"#
+    )
+}
+
 async fn wait_for(
     esm: &logpipe_esm::MappingHandle,
     what: &str,
@@ -573,7 +673,7 @@ async fn bare_consume_and_copy(
 
 /// Child mode: build the clients (untimed, as Lambda init), handle the
 /// event once (timed, including decoding the JSON), report time and peak RSS.
-async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()> {
+async fn ingest_once(url: &str, bootstrap: &str, event_file: &str, refused: usize) -> Result<()> {
     // The environment may tune the handler (e.g. FORWARD_TOPIC= to see the
     // cost of forwarding); defaults otherwise.
     let config = IngestConfig {
@@ -611,8 +711,20 @@ async fn ingest_once(url: &str, bootstrap: &str, event_file: &str) -> Result<()>
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64();
     tracing::debug!(handled_ms = (secs * 1000.0) as u64, "handler returned");
-    if response.summary.records_stored != RECORDS {
-        bail!("expected {RECORDS} stored, got {:?}", response.summary);
+    let s = &response.summary;
+    let rejected = s
+        .dead_letter_classes
+        .get("db_rejected")
+        .copied()
+        .unwrap_or(0);
+    if s.records_stored != RECORDS - refused
+        || s.records_dead_lettered != refused
+        || rejected != refused
+    {
+        bail!(
+            "expected {} stored and {refused} dead-lettered db_rejected, got {s:?}",
+            RECORDS - refused
+        );
     }
     eprintln!("child: peak RSS after init {} kB", init_rss_kb);
     println!("{secs} {}", peak_rss_kb());
