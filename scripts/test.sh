@@ -40,6 +40,11 @@ failed=$((failed + f))
 failed_binaries=$(awk '/^     Running / { bin = $2 } /^test result: FAILED/ { print "  " bin }' "$log")
 failed_tests=$(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/  \1/' || true)
 
+# Brief fuzzing of every parser target (20 s each). The kafka_event and
+# classify targets link the whole function (rdkafka, the AWS SDK): their
+# first instrumented build takes ~40 min on 2 cores, so they run in
+# `make fuzz` only.
+step "fuzzing, briefly: the parser targets (FUZZ_SCOPE=parsers scripts/fuzz.sh 20)" env FUZZ_SCOPE=parsers scripts/fuzz.sh 20
 step "sample events through cargo lambda watch (scripts/invoke-samples.sh)" scripts/invoke-samples.sh
 step "SAM template: sam validate, --lint, cfn-lint, expected failures (scripts/validate.sh)" scripts/validate.sh
 step "Lambda release build (cargo lambda build --release)" make --no-print-directory build
