@@ -24,6 +24,7 @@ help:
 	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
 	@echo "make esm      local Kafka event source mappings into cargo lambda watch (Ctrl-C stops)"
 	@echo "make backtest score a history offline with the detectors (INPUT=file.csv|.jsonl ARGS=...)"
+	@echo "make fuzz     every cargo-fuzz target for FUZZ_SECONDS each (default 600)"
 
 tools:
 	@scripts/bootstrap.sh all
