@@ -1149,7 +1149,6 @@ fn whatever_the_parsers_return_is_stored_or_refused_row_by_row() {
 /// the batch is retried forever) after ~70 s, and every other session of
 /// the server fails with "out of shared memory" until the transaction ends.
 #[test]
-#[ignore = "known defect in shared/postgres/src/store.rs (savepoints are rolled back but never released); run with --ignored once fixed"]
 fn refused_rows_leave_no_subtransactions_behind() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {

@@ -137,8 +137,11 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         })?),
         None => None,
     };
-    let kafka_time =
-        DateTime::from_timestamp_millis(record.timestamp_ms).unwrap_or(DateTime::UNIX_EPOCH);
+    // A Kafka timestamp before 1970 (or none) is no time either: the epoch
+    // stands in, so every row has a time PostgreSQL can store.
+    let kafka_time = DateTime::from_timestamp_millis(record.timestamp_ms)
+        .filter(|t| *t >= DateTime::UNIX_EPOCH)
+        .unwrap_or(DateTime::UNIX_EPOCH);
     let mut rows =
         parse(text, format, kafka_time).map_err(|e| Poison::new(e.class(), e.to_string()))?;
     if rows.len() > limits.max_rows_per_record {
@@ -196,7 +199,11 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
 fn has_nul_escape(text: &str) -> bool {
     let bytes = text.as_bytes();
     text.match_indices("\\u0000").any(|(at, _)| {
-        let backslashes = bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        let backslashes = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
         backslashes % 2 == 0
     })
 }
@@ -269,7 +276,10 @@ mod tests {
         assert!(!has_nul_escape(r#"{"m":"a\\u0000b"}"#));
         assert!(has_nul_escape(r#"{"m":"a\\\u0000b"}"#));
         let ok = record(1, Some(br#"{"message":"path C:\\u0000x"}"#));
-        assert!(matches!(classify(&ok, &Limits::default()), Verdict::Rows(_)));
+        assert!(matches!(
+            classify(&ok, &Limits::default()),
+            Verdict::Rows(_)
+        ));
     }
 
     #[test]

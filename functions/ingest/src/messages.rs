@@ -158,8 +158,10 @@ mod tests {
         row.message = "\u{1}".repeat(125_000);
         row.service = Some("s".repeat(300_000));
         for i in 0..3 {
-            row.attributes
-                .insert(format!("a{i}"), serde_json::Value::String("\u{2}".repeat(40_000)));
+            row.attributes.insert(
+                format!("a{i}"),
+                serde_json::Value::String("\u{2}".repeat(40_000)),
+            );
         }
         let m = forward(&row, "log-processing", 100_000);
         let payload = m.payload.unwrap();

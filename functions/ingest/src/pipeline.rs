@@ -26,7 +26,7 @@ use logpipe_delivery::{Ledger, Settlement};
 use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
 use logpipe_lambda::Schema;
 use logpipe_postgres::{
-    Database, DbError, Inserted, insert_isolating, load_progress, save_progress,
+    Database, DbError, Inserted, insert_isolating_records, load_progress, save_progress,
 };
 use logpipe_schema::LogRecord;
 use serde::Serialize;
@@ -256,7 +256,7 @@ impl Ingestor {
         summary: &mut BatchSummary,
     ) -> Attempt {
         let open: Vec<usize> = ledger.open().collect();
-        let (rows, row_owner) = rows_of(work, &open);
+        let (rows, owners, rows_per_owner) = rows_of(work, &open);
         let rows_total = rows.len();
         let messages: Vec<(usize, Message<'_>)> = open
             .iter()
@@ -279,7 +279,7 @@ impl Ingestor {
             }
         };
         let (written, published) = tokio::join!(
-            insert_isolating(&mut txn, work.cluster, &rows),
+            insert_isolating_records(&mut txn, work.cluster, &rows, &rows_per_owner),
             self.publish(messages)
         );
         let mut again = self.settle_publishing(work, ledger, published);
@@ -290,11 +290,12 @@ impl Ingestor {
                 return Attempt::Settled;
             }
         };
-        let (isolated, rows_written) = isolate_rejected(work, &inserted, &row_owner);
-        summary.rows_rejected += inserted.rejected.len();
-        // A refused row of a record with several rows: its other rows are in
-        // the transaction and must go. So must rows behind a retry.
-        if again || rows_written {
+        let isolated = isolate_rejected(work, &inserted, &owners);
+        let rows_refused: usize = isolated.iter().map(|(_, n)| n).sum();
+        summary.rows_rejected += rows_refused;
+        let isolated: Vec<usize> = isolated.into_iter().map(|(i, _)| i).collect();
+        // Rows behind a retry are in the transaction and must go.
+        if again {
             return Attempt::Again;
         }
         if !isolated.is_empty() {
@@ -323,7 +324,7 @@ impl Ingestor {
         match committed.await {
             Ok(()) => {
                 summary.rows_inserted += inserted.inserted;
-                let written = rows_total - inserted.rejected.len();
+                let written = rows_total - rows_refused;
                 summary.rows_already_present += written as u64 - inserted.inserted;
             }
             Err(e) => self.retry_all(ledger, &e).await,
@@ -460,45 +461,45 @@ fn rows_in(v: &Verdict) -> usize {
     }
 }
 
-/// The rows of the open records, and the record each row belongs to.
-fn rows_of<'w>(work: &'w Work<'_>, open: &[usize]) -> (Vec<&'w LogRecord>, Vec<usize>) {
+/// The rows of the open records, the records that have rows, and how many
+/// rows each has (in the order of `rows`).
+fn rows_of<'w>(work: &'w Work<'_>, open: &[usize]) -> (Vec<&'w LogRecord>, Vec<usize>, Vec<usize>) {
     let mut rows = Vec::new();
     let mut owners = Vec::new();
+    let mut counts = Vec::new();
     for &i in open {
-        if let Verdict::Rows(r) = &work.verdicts[i] {
+        if let Verdict::Rows(r) = &work.verdicts[i]
+            && !r.is_empty()
+        {
             rows.extend(r.iter());
-            owners.extend(std::iter::repeat_n(i, r.len()));
+            owners.push(i);
+            counts.push(r.len());
         }
     }
-    (rows, owners)
+    (rows, owners, counts)
 }
 
-/// Records with a refused row become dead letters (`db_rejected`).
-/// Returns them, and whether any of them had other rows that were written
-/// (which must then be rolled back).
+/// Records PostgreSQL refused become dead letters (`db_rejected`); none of
+/// their rows was written. Returns them with their row counts.
 fn isolate_rejected(
     work: &mut Work<'_>,
     inserted: &Inserted,
-    row_owner: &[usize],
-) -> (Vec<usize>, bool) {
-    let mut refused: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-    for (row, error) in &inserted.rejected {
-        let owner = row_owner[*row];
-        let r = &work.records[owner];
-        tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %error, "PostgreSQL refuses a row of this record; dead-lettering it");
-        refused.entry(owner).or_insert((0, error.to_string())).0 += 1;
-    }
-    let mut rows_written = false;
-    for (&i, (count, message)) in &refused {
-        rows_written |= rows_in(&work.verdicts[i]) > *count;
+    owners: &[usize],
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(inserted.rejected.len());
+    for (k, error) in &inserted.rejected {
+        let i = owners[*k];
+        let r = &work.records[i];
+        tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, %error, "PostgreSQL refuses this record's rows; dead-lettering it");
+        out.push((i, rows_in(&work.verdicts[i])));
         // Its forwards may be out; its dead letter is not.
         work.published[i] = false;
         work.verdicts[i] = Verdict::Poison(Poison {
             class: "db_rejected",
-            message: message.clone(),
+            message: error.to_string(),
         });
     }
-    (refused.into_keys().collect(), rows_written)
+    out
 }
 
 /// The ledger's counts in the function's summary.

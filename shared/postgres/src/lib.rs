@@ -11,7 +11,7 @@ pub use connection::{Database, DbSettings, DbSource};
 pub use error::DbError;
 pub use migrate::migrate;
 pub use store::{
-    Inserted, PartitionProgress, copy_records, insert_isolating, insert_records, load_progress,
-    save_progress,
+    Inserted, PartitionProgress, copy_records, insert_isolating, insert_isolating_records,
+    insert_records, load_progress, save_progress,
 };
 pub use tokio_postgres;

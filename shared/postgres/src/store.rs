@@ -2,6 +2,7 @@
 //! progress in the same transaction.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
@@ -127,6 +128,7 @@ pub async fn insert_records(
         }
         Err(DbError::Rejected { code, .. }) if code == "23505" => {
             direct.rollback().await.map_err(DbError::from_query)?;
+            release(txn, "direct_copy").await?;
         }
         Err(e) => return Err(e),
     }
@@ -148,8 +150,9 @@ pub async fn insert_records(
     .map_err(DbError::from_query)
 }
 
-/// What [`insert_isolating`] did: rows new to `logs`, and the rows
-/// PostgreSQL refused (by index into the input) with why.
+/// What [`insert_isolating`] did: rows new to `logs`, and what PostgreSQL
+/// refused (by index into the input: a row, or for
+/// [`insert_isolating_records`] a record) with why.
 #[derive(Debug, Default)]
 pub struct Inserted {
     pub inserted: u64,
@@ -160,38 +163,81 @@ pub struct Inserted {
 /// data itself (a value it cannot store, an index row too large), finds the
 /// refused rows by retrying the chunk in halves under savepoints, inserts
 /// every other row and reports the refused ones. The clean path is one
-/// savepoint and one COPY, as before; a batch with `k` bad rows among `n`
-/// costs about `2·k·log2(n)` extra COPYs of shrinking chunks.
+/// savepoint and one COPY, as before; `k` bad rows among `n` cost about
+/// `2·k·log2(n)` extra COPYs of shrinking chunks.
 pub async fn insert_isolating(
     txn: &mut Transaction<'_>,
     cluster: &str,
     records: &[&LogRecord],
 ) -> Result<Inserted, DbError> {
+    let units: Vec<Range<usize>> = (0..records.len()).map(|i| i..i + 1).collect();
+    insert_units(txn, cluster, records, &units).await
+}
+
+/// Like [`insert_isolating`], but a refusal dead-ends a whole record (the
+/// consecutive `rows_per_record[i]` rows of record `i`): the halving stops
+/// at a record instead of finding its bad row, so a batch envelope of
+/// thousands of refused rows costs `log2(records)` COPYs, not thousands.
+/// `rejected` holds record indices; none of a refused record's rows is
+/// written.
+pub async fn insert_isolating_records(
+    txn: &mut Transaction<'_>,
+    cluster: &str,
+    records: &[&LogRecord],
+    rows_per_record: &[usize],
+) -> Result<Inserted, DbError> {
+    let mut units = Vec::with_capacity(rows_per_record.len());
+    let mut start = 0;
+    for n in rows_per_record {
+        units.push(start..start + n);
+        start += n;
+    }
+    if start != records.len() {
+        return Err(DbError::Config(format!(
+            "{} rows given for records of {start} rows",
+            records.len()
+        )));
+    }
+    insert_units(txn, cluster, records, &units).await
+}
+
+/// The halving over `units` (consecutive row ranges).
+async fn insert_units(
+    txn: &mut Transaction<'_>,
+    cluster: &str,
+    records: &[&LogRecord],
+    units: &[Range<usize>],
+) -> Result<Inserted, DbError> {
     let mut out = Inserted::default();
     // Explicit stack instead of recursion (async recursion needs boxing).
-    let mut chunks: Vec<(usize, usize)> = vec![(0, records.len())];
-    while let Some((start, end)) = chunks.pop() {
-        if start >= end {
+    let mut chunks: Vec<(usize, usize)> = vec![(0, units.len())];
+    while let Some((first, end)) = chunks.pop() {
+        if first >= end {
+            continue;
+        }
+        let rows = &records[units[first].start..units[end - 1].end];
+        if rows.is_empty() {
             continue;
         }
         let mut sp = txn
             .savepoint("isolate")
             .await
             .map_err(DbError::from_query)?;
-        match insert_records(&mut sp, cluster, &records[start..end]).await {
+        match insert_records(&mut sp, cluster, rows).await {
             Ok(n) => {
                 sp.commit().await.map_err(DbError::from_query)?;
                 out.inserted += n;
             }
             Err(e) if e.is_data_error() => {
                 sp.rollback().await.map_err(DbError::from_query)?;
-                if end - start == 1 {
-                    out.rejected.push((start, e));
+                release(txn, "isolate").await?;
+                if end - first == 1 {
+                    out.rejected.push((first, e));
                 } else {
-                    let mid = start + (end - start) / 2;
+                    let mid = first + (end - first) / 2;
                     // Popped in order: the first half first.
                     chunks.push((mid, end));
-                    chunks.push((start, mid));
+                    chunks.push((first, mid));
                 }
             }
             Err(e) => return Err(e),
@@ -199,6 +245,15 @@ pub async fn insert_isolating(
     }
     out.rejected.sort_by_key(|(i, _)| *i);
     Ok(out)
+}
+
+/// Ends a savepoint that was rolled back to. `ROLLBACK TO` keeps it (and its
+/// subtransaction) alive; thousands of those exhaust the server's lock table
+/// ("out of shared memory") while the transaction runs.
+async fn release(txn: &Transaction<'_>, savepoint: &str) -> Result<(), DbError> {
+    txn.batch_execute(&format!("RELEASE SAVEPOINT {savepoint}"))
+        .await
+        .map_err(DbError::from_query)
 }
 
 /// Plain binary COPY of `records` into `table` (no conflict handling, no
