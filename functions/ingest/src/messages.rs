@@ -8,17 +8,23 @@ use logpipe_schema::LogRecord;
 pub use logpipe_kafka::dlq::header;
 
 /// The original record plus headers naming why (the project's one
-/// dead-letter builder, [`logpipe_kafka::dlq::dead_letter`]).
+/// dead-letter builder, [`logpipe_kafka::dlq::dead_letter`]). `value`: the
+/// record's value when the record no longer holds it.
 pub fn dead_letter(
     record: &InputRecord,
+    value: Option<&[u8]>,
     class: &str,
     message: &str,
     dlq_topic: String,
     function: &str,
     max_value_bytes: usize,
 ) -> OutMessage {
+    let mut source = dlq::Source::from(record);
+    if value.is_some() {
+        source.value = value;
+    }
     dlq::dead_letter(
-        record,
+        source,
         dlq_topic,
         &Reason::new(class, message, function),
         &Limits::with_value_bytes(max_value_bytes),
@@ -121,6 +127,7 @@ mod tests {
     fn dead_letters_keep_the_record_and_say_why() {
         let m = dead_letter(
             &record(),
+            None,
             "invalid_json",
             "truncated",
             "log-ingestion.dlq".into(),
@@ -145,7 +152,15 @@ mod tests {
     #[test]
     fn oversized_dead_letters_are_truncated_and_marked() {
         let long = "é".repeat(800);
-        let m = dead_letter(&record(), "oversized", &long, "t.dlq".into(), "ingest", 8);
+        let m = dead_letter(
+            &record(),
+            None,
+            "oversized",
+            &long,
+            "t.dlq".into(),
+            "ingest",
+            8,
+        );
         assert_eq!(m.payload.as_ref().map(Vec::len), Some(8));
         assert_eq!(header(&m, header::TRUNCATED_FROM), Some(&b"20"[..]));
         let msg = header(&m, header::ERROR_MESSAGE).unwrap();

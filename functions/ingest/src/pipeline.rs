@@ -88,6 +88,11 @@ struct Work<'a> {
     /// The record's dead letter or forwards were delivered in an earlier
     /// attempt: never send them twice.
     published: Vec<bool>,
+    /// The record's value was freed because its one row holds the same text
+    /// as `raw` (a batch must not sit in memory twice).
+    freed: Vec<bool>,
+    /// For a freed record that became a dead letter: its value again.
+    stashed: Vec<Option<String>>,
 }
 
 /// How one attempt ended.
@@ -135,7 +140,7 @@ impl Ingestor {
     }
 
     pub async fn ingest(&self, event: DecodedEvent) -> BatchOutcome {
-        let records = event.records;
+        let mut records = event.records;
         let cluster = event.cluster.as_str();
         let mut ledger = Ledger::new(
             records
@@ -144,7 +149,9 @@ impl Ingestor {
         );
         let mut summary = BatchSummary::default();
         if self.skip_handled(cluster, &mut ledger).await {
-            let mut work = self.classify(cluster, &records, &mut ledger);
+            let verdicts = classify_all(&records, &self.config.limits);
+            let freed = free_values_held_as_raw(&mut records, &verdicts);
+            let mut work = self.plan(cluster, &records, verdicts, freed, &mut ledger);
             self.deliver(&mut work, &mut ledger, &mut summary).await;
             summary.records_forwarded = match self.config.forward_topic {
                 // One forward per row: what a consumer of the topic sees.
@@ -196,15 +203,16 @@ impl Ingestor {
         }
     }
 
-    /// Phase 2: a verdict for every record, and the invocation's row budget
-    /// (records past it are handed back; the first record always fits).
-    fn classify<'a>(
+    /// Phase 2 (after [`classify_all`]): the invocation's row budget —
+    /// records past it are handed back; the first record always fits.
+    fn plan<'a>(
         &self,
         cluster: &'a str,
         records: &'a [InputRecord],
+        verdicts: Vec<Verdict>,
+        freed: Vec<bool>,
         ledger: &mut Ledger,
     ) -> Work<'a> {
-        let verdicts = classify_all(records, &self.config.limits);
         let mut rows = 0usize;
         let mut admitted = false;
         for (i, verdict) in verdicts.iter().enumerate() {
@@ -230,6 +238,8 @@ impl Ingestor {
             cluster,
             records,
             published: vec![false; records.len()],
+            freed,
+            stashed: vec![None; records.len()],
             verdicts,
         }
     }
@@ -342,7 +352,10 @@ impl Ingestor {
                     error_class = p.class, error = %p.message,
                     "record cannot be ingested; sending it to the dead-letter topic"
                 );
-                vec![(i, Message::DeadLetter(record, p))]
+                vec![(
+                    i,
+                    Message::DeadLetter(record, p, work.stashed[i].as_deref()),
+                )]
             }
             Verdict::Rows(rows) if self.config.forward_topic.is_some() => {
                 rows.iter().map(|r| (i, Message::Forward(r))).collect()
@@ -378,8 +391,9 @@ impl Ingestor {
 
     fn build(&self, message: Message<'_>) -> OutMessage {
         match message {
-            Message::DeadLetter(record, p) => dead_letter(
+            Message::DeadLetter(record, p, value) => dead_letter(
                 record,
+                value.map(str::as_bytes),
                 p.class,
                 &p.message,
                 format!("{}{}", record.topic, self.config.dlq_suffix),
@@ -419,10 +433,7 @@ impl Ingestor {
             let is_forward = matches!(work.verdicts[i], Verdict::Rows(_));
             if !e.is_transient() && is_forward {
                 tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "the broker refuses this record's forward; dead-lettering it");
-                work.verdicts[i] = Verdict::Poison(Poison {
-                    class: "forward_rejected",
-                    message: e.to_string(),
-                });
+                become_dead_letter(work, i, "forward_rejected", e.to_string());
             } else {
                 tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e, "publish failed; the record will be retried");
                 ledger.retry(i, e.to_string(), e.is_transient());
@@ -450,7 +461,8 @@ impl Ingestor {
 
 /// A message to publish, built when it is queued.
 enum Message<'a> {
-    DeadLetter(&'a InputRecord, &'a Poison),
+    /// The record, why, and its value when it was freed.
+    DeadLetter(&'a InputRecord, &'a Poison, Option<&'a str>),
     Forward(&'a LogRecord),
 }
 
@@ -494,12 +506,43 @@ fn isolate_rejected(
         out.push((i, rows_in(&work.verdicts[i])));
         // Its forwards may be out; its dead letter is not.
         work.published[i] = false;
-        work.verdicts[i] = Verdict::Poison(Poison {
-            class: "db_rejected",
-            message: error.to_string(),
-        });
+        become_dead_letter(work, i, "db_rejected", error.to_string());
     }
     out
+}
+
+/// Turns record `i` into a dead letter, taking its value back from its row
+/// when it was freed.
+fn become_dead_letter(work: &mut Work<'_>, i: usize, class: &'static str, message: String) {
+    let verdict = std::mem::replace(
+        &mut work.verdicts[i],
+        Verdict::Poison(Poison { class, message }),
+    );
+    if work.freed[i]
+        && let Verdict::Rows(mut rows) = verdict
+        && let Some(row) = rows.first_mut()
+    {
+        work.stashed[i] = Some(std::mem::take(&mut row.raw));
+    }
+}
+
+/// Frees the value of every record whose single row holds the same text as
+/// its `raw`: forwards and rows are built from the rows, and a dead letter
+/// takes the value back from the row. Returns which were freed.
+fn free_values_held_as_raw(records: &mut [InputRecord], verdicts: &[Verdict]) -> Vec<bool> {
+    records
+        .iter_mut()
+        .zip(verdicts)
+        .map(|(r, v)| match (v, &r.value) {
+            (Verdict::Rows(rows), Some(value))
+                if rows.len() == 1 && rows[0].raw.as_bytes() == value.as_slice() =>
+            {
+                r.value = None;
+                true
+            }
+            _ => false,
+        })
+        .collect()
 }
 
 /// The ledger's counts in the function's summary.
@@ -512,4 +555,58 @@ fn fill_counts(summary: &mut BatchSummary, s: &Settlement) {
     summary.records_retry = c.retry;
     summary.records_retry_permanent = c.retry_permanent;
     summary.dead_letter_classes = c.dead_letter_classes.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Limits;
+
+    fn record(offset: i64, value: &str) -> InputRecord {
+        InputRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: 1_700_000_000_000,
+            value: Some(value.as_bytes().to_vec()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_freed_value_comes_back_in_the_dead_letter() {
+        let envelope = r#"{"source":"s","data":[{"message":"a"},{"message":"b"}]}"#;
+        let mut records = vec![record(0, "plain text line"), record(1, envelope)];
+        records[1]
+            .headers
+            .push(("log-format".into(), b"batch".to_vec()));
+        let verdicts = classify_all(&records, &Limits::default());
+        let freed = free_values_held_as_raw(&mut records, &verdicts);
+        // One row holding the whole value: freed; an envelope: kept.
+        assert_eq!(freed, vec![true, false]);
+        assert!(records[0].value.is_none() && records[1].value.is_some());
+        let mut work = Work {
+            cluster: "",
+            records: &records,
+            published: vec![false; 2],
+            freed,
+            stashed: vec![None; 2],
+            verdicts,
+        };
+        become_dead_letter(&mut work, 0, "db_rejected", "refused".into());
+        assert_eq!(work.stashed[0].as_deref(), Some("plain text line"));
+        let Verdict::Poison(p) = &work.verdicts[0] else {
+            panic!("not a dead letter")
+        };
+        let m = dead_letter(
+            &records[0],
+            work.stashed[0].as_deref().map(str::as_bytes),
+            p.class,
+            &p.message,
+            "t.dlq".into(),
+            "ingest",
+            1000,
+        );
+        assert_eq!(m.payload.as_deref(), Some(&b"plain text line"[..]));
+    }
 }
