@@ -202,11 +202,20 @@ mod tests {
         if !bin.exists() {
             std::fs::copy("/bin/sleep", &bin).unwrap();
         }
-        let child = Command::new(&bin)
-            .arg("300")
-            .current_dir(cwd)
-            .spawn()
-            .unwrap();
+        // ETXTBSY: a test on another thread forked while this copy was still
+        // open for writing, and its child holds the write descriptor until
+        // it execs. That passes in a moment.
+        let mut tries = 0;
+        let child = loop {
+            match Command::new(&bin).arg("300").current_dir(cwd).spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(26) && tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("spawning {}: {e}", bin.display()),
+            }
+        };
         wait_for_exec(child.id(), &bin);
         child
     }
