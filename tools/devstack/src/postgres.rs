@@ -38,6 +38,9 @@ impl Postgres {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         let data = dir.join("data");
         let owner = server_user()?;
+        if owner.is_some() {
+            make_reachable(dir)?;
+        }
         if !data.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&data)?;
             chown(&data, owner)?;
@@ -249,6 +252,37 @@ pub fn bin_dir() -> Result<PathBuf> {
 }
 
 /// (uid, gid) to run the server as: ourselves, or `postgres` when we are root.
+/// The `postgres` user must be able to walk to `dir`. A checkout made with
+/// `mktemp -d` (mode 0700) is not walkable by others: the directories from
+/// `dir` up to the checkout's root (the first with a `Cargo.toml`) get the
+/// search bit for others — traverse only, not list. Above the checkout a
+/// closed directory is the user's to open: say which.
+fn make_reachable(dir: &Path) -> Result<()> {
+    let dir = dir.canonicalize()?;
+    let mut in_tree = true;
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::metadata(ancestor)?;
+        let mode = meta.permissions().mode();
+        if mode & 0o001 == 0 {
+            if !in_tree {
+                bail!(
+                    "the postgres user cannot reach {} (running as root, the server runs as postgres): \
+                     {} is closed to others; run from a checkout elsewhere or `chmod o+x {}`",
+                    dir.display(),
+                    ancestor.display(),
+                    ancestor.display()
+                );
+            }
+            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode | 0o001))
+                .with_context(|| format!("chmod o+x {}", ancestor.display()))?;
+        }
+        if ancestor.join("Cargo.toml").is_file() {
+            in_tree = false;
+        }
+    }
+    Ok(())
+}
+
 fn server_user() -> Result<Option<(u32, u32)>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
