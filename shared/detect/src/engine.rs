@@ -63,10 +63,13 @@ pub struct EngineConfig {
     pub rules: Vec<ThresholdRule>,
     /// Clear windows after which a detector may fire again for an entity.
     pub cooldown_windows: i64,
-    /// At most this many silent (zero-count) windows are scored in a row
-    /// (clamped to `1..=MAX_FILL_WINDOWS`); a longer silence is skipped in
-    /// one step (a day-long gap is one jump, not 1,440 predictions in one
-    /// invocation). So one [`Engine::close`] emits at most
+    /// A silence of at most this many windows (clamped to
+    /// `1..=MAX_FILL_WINDOWS`) is scored window by window, each a zero
+    /// count the volume baseline learns from; a longer one, closed in one
+    /// step (a replay, a sparse entity), is one summary [`Prediction`]
+    /// spanning the whole gap, scored as the zero count of its first
+    /// window and not learned from (a month-long gap is one prediction,
+    /// not 40,000). So one [`Engine::close`] emits at most
     /// `W + max_fill_windows × (W + 1)` predictions for an entity, where
     /// `W` is the number of its windows with records that it closes.
     pub max_fill_windows: i64,
@@ -86,7 +89,9 @@ impl Default for EngineConfig {
             outliers: vec![OutlierConfig::default()],
             rules: default_sensor_rules(),
             cooldown_windows: 5,
-            max_fill_windows: 60,
+            // A live stream closes one silent window per tick whatever
+            // this is; it bounds what a replay's jump over a gap costs.
+            max_fill_windows: 10,
             max_alert_message_bytes: DEFAULT_MAX_ALERT_MESSAGE_BYTES,
         }
     }
@@ -117,6 +122,10 @@ pub struct EntityState {
     /// the alert's message and `suppressed`), not kept.
     #[serde(default)]
     pub pending_dropped: BTreeMap<i64, u64>,
+    /// Sample record ids of the last window that had records: the samples
+    /// of an alert about a silence.
+    #[serde(default)]
+    pub last_samples: Vec<String>,
 }
 
 /// What one call produced.
@@ -128,6 +137,10 @@ pub struct Emitted {
     pub suppressed: u64,
     /// Templates evicted at the per-entity cap (`DrainConfig::max_templates`).
     pub template_evictions: u64,
+    /// The leads of the suppressed candidates: what an incident that is
+    /// already open showed in a later window (the backtest marks their
+    /// records as part of the incident; the function publishes nothing).
+    pub continuing: Vec<Alert>,
 }
 
 impl Emitted {
@@ -136,6 +149,7 @@ impl Emitted {
         self.predictions.extend(other.predictions);
         self.suppressed += other.suppressed;
         self.template_evictions += other.template_evictions;
+        self.continuing.extend(other.continuing);
     }
 }
 
@@ -190,6 +204,7 @@ impl Engine {
             records_late: 0,
             pending: BTreeMap::new(),
             pending_dropped: BTreeMap::new(),
+            last_samples: Vec::new(),
         }
     }
 
@@ -264,6 +279,7 @@ impl Engine {
             out.suppressed += count - 1;
         } else {
             out.suppressed += count;
+            out.continuing.push(lead);
         }
     }
 
@@ -365,9 +381,10 @@ impl Engine {
                 let until = first_open.map_or(wm, |o| o.min(wm));
                 let silent_windows = (i128::from(until) - i128::from(start)) / i128::from(w);
                 if silent_windows > max_fill {
-                    let skip = (silent_windows - max_fill) * i128::from(w);
+                    let span = silent_windows * i128::from(w);
                     // ≤ until − start: fits, and lands on a representable second.
-                    let to = i64::try_from(i128::from(start) + skip).unwrap_or(until);
+                    let to = i64::try_from(i128::from(start) + span).unwrap_or(until);
+                    self.summarize_silence(state, entity, start, to, silent_windows, out);
                     state.closed_until = Some(time_of(to));
                     continue;
                 }
@@ -384,12 +401,20 @@ impl Engine {
                 agg,
             };
             let mut alerts = state.rate.observe_window(&window);
-            let (prediction, volume_alert) = state.volume.observe(
+            let (prediction, mut volume_alert) = state.volume.observe(
                 entity,
                 window.window_start,
                 window.window_end,
                 window.agg.count,
             );
+            if !window.agg.sample_record_ids.is_empty() {
+                state.last_samples.clone_from(&window.agg.sample_record_ids);
+            }
+            // A volume finding is about the window's records (or, for a
+            // silent window, the last records before the silence).
+            if let Some(a) = volume_alert.as_mut() {
+                a.sample_record_ids.clone_from(&state.last_samples);
+            }
             out.predictions.push(prediction);
             alerts.extend(volume_alert);
             alerts.extend(state.pending.remove(&start).unwrap_or_default());
@@ -402,6 +427,33 @@ impl Engine {
         }
         self.flush_stale_pending(state, out);
         state.cooldown.prune(watermark);
+    }
+
+    /// One prediction for a silence of `windows` windows from `start` to
+    /// `end` (Unix seconds), scored as the zero count of its first window
+    /// on a copy of the volume baseline (nothing is learned from it). An
+    /// alert it raises spans the gap and carries the last records' ids.
+    fn summarize_silence(
+        &self,
+        state: &mut EntityState,
+        entity: &str,
+        start: i64,
+        end: i64,
+        windows: i128,
+        out: &mut Emitted,
+    ) {
+        let first_end = time_of(start.saturating_add(self.width()));
+        let mut probe = state.volume.clone();
+        let (mut prediction, alert) = probe.observe(entity, time_of(start), first_end, 0);
+        prediction.window_end = time_of(end);
+        out.predictions.push(prediction);
+        if let Some(mut a) = alert {
+            a.window_end = time_of(end);
+            a.message
+                .push_str(&format!(" (silent for {windows} windows)"));
+            a.sample_record_ids.clone_from(&state.last_samples);
+            self.admit(state, vec![a], 0, out);
+        }
     }
 
     /// Per-record findings whose window is closed but was never scored
@@ -622,14 +674,31 @@ mod tests {
             &mut out
         ));
         assert_eq!(s.records_late, 1);
-        // a day of silence: only the last 5 windows are scored
+        // a day of silence closed in one step: one summary prediction
+        // spanning the gap, and the baseline learned nothing from it
         out.predictions.clear();
+        let volume_before = s.volume.clone();
         e.close(&mut s, "a", t0 + Duration::days(1), &mut out);
-        assert_eq!(out.predictions.len(), 5);
+        assert_eq!(out.predictions.len(), 1);
+        let p = &out.predictions[0];
         assert_eq!(
-            out.predictions.last().map(|p| p.window_end),
-            Some(t0 + Duration::days(1))
+            (p.window_start, p.window_end, p.actual),
+            (t0 + Duration::minutes(4), t0 + Duration::days(1), 0.0)
         );
+        assert_eq!(s.volume, volume_before);
+        assert_eq!(
+            e.next_close(&s),
+            Some(t0 + Duration::days(1) + Duration::minutes(1))
+        );
+        // a silence within the bound is still scored window by window
+        out.predictions.clear();
+        e.close(
+            &mut s,
+            "a",
+            t0 + Duration::days(1) + Duration::minutes(5),
+            &mut out,
+        );
+        assert_eq!(out.predictions.len(), 5);
     }
 
     #[test]
@@ -667,11 +736,12 @@ mod tests {
         e.observe(&mut s, "a", &record(far, "a"), &mut out);
         let wm = e.watermark(far);
         e.close(&mut s, "a", wm, &mut out);
-        // the 08:00 window, then the last 60 silent windows before the
+        // the 08:00 window, then one summary of the silence up to the
         // watermark; the far window itself is still open
-        assert_eq!(out.predictions.len(), 1 + 60);
+        assert_eq!(out.predictions.len(), 2);
         assert_eq!(out.predictions[0].actual, 1.0);
-        assert!(out.predictions[1..].iter().all(|p| p.actual == 0.0));
+        assert_eq!(out.predictions[1].actual, 0.0);
+        assert_eq!(out.predictions[1].window_start, t("2026-11-22T08:01:00Z"));
         assert_eq!(
             out.predictions.last().map(|p| p.window_end),
             Some(t("9999-12-31T23:59:00Z"))

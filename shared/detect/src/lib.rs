@@ -24,7 +24,7 @@ pub(crate) mod testutil;
 pub use engine::{Emitted, Engine, EngineConfig, EntityState};
 pub use model::{Alert, Prediction, SCHEMA_VERSION, Severity};
 
-use logpipe_schema::{LogRecord, SourceType};
+use logpipe_schema::{KAFKA_KEY_ATTRIBUTE, LogRecord, SourceType};
 
 /// Errors of this crate (only configuration parsing can fail).
 #[derive(Debug, thiserror::Error)]
@@ -36,17 +36,75 @@ pub enum DetectError {
 }
 
 /// The entity a record is attributed to: the sensor id (host) for sensor
-/// records, otherwise the service, falling back to the host, then "unknown".
+/// records, otherwise the service, falling back to the host. A record that
+/// names neither is attributed to its Kafka key (kept by ingest in the
+/// [`KAFKA_KEY_ATTRIBUTE`] attribute: producers commonly key by system),
+/// then to its topic, and only then to "unknown". Blank names are skipped.
 pub fn entity_of(record: &LogRecord) -> String {
-    let preferred = if record.source_type == SourceType::Sensor {
-        record.host.as_ref().or(record.service.as_ref())
+    fn named(s: &Option<String>) -> Option<&str> {
+        s.as_deref().filter(|s| !s.trim().is_empty())
+    }
+    let (first, second) = if record.source_type == SourceType::Sensor {
+        (&record.host, &record.service)
     } else {
-        record.service.as_ref().or(record.host.as_ref())
+        (&record.service, &record.host)
     };
-    preferred.cloned().unwrap_or_else(|| "unknown".to_string())
+    named(first)
+        .or_else(|| named(second))
+        .or_else(|| {
+            record
+                .attributes
+                .get(KAFKA_KEY_ATTRIBUTE)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.trim().is_empty())
+        })
+        .or_else(|| {
+            record
+                .kafka
+                .as_ref()
+                .map(|k| k.topic.as_str())
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// The record id (Kafka coordinates) if the record has one.
 pub fn record_id_of(record: &LogRecord) -> Option<String> {
     record.kafka.as_ref().map(|k| k.record_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{record, sensor, t};
+    use logpipe_schema::KafkaCoordinates;
+
+    #[test]
+    fn entity_falls_back_to_key_then_topic_then_unknown() {
+        let at = t("2026-11-22T08:00:00Z");
+        let mut r = record(at, "checkout");
+        assert_eq!(entity_of(&r), "checkout");
+        r.service = Some("  ".into());
+        r.host = Some("web-1".into());
+        assert_eq!(entity_of(&r), "web-1");
+        r.host = None;
+        r.kafka = None;
+        assert_eq!(entity_of(&r), "unknown");
+        r.kafka = Some(KafkaCoordinates {
+            topic: "app-logs".into(),
+            partition: 0,
+            offset: 1,
+            seq: 0,
+            timestamp_ms: 0,
+        });
+        assert_eq!(entity_of(&r), "app-logs");
+        r.attributes
+            .insert(KAFKA_KEY_ATTRIBUTE.into(), serde_json::json!("hdfs-node-7"));
+        assert_eq!(entity_of(&r), "hdfs-node-7");
+        // a sensor is its id (host) first
+        let mut s = sensor(at, "st-001", &[("temperature", 20.0)]);
+        s.service = Some("plant".into());
+        assert_eq!(entity_of(&s), "st-001");
+    }
 }

@@ -6,6 +6,11 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The attribute in which ingest keeps a record's Kafka key (UTF-8 text,
+/// when the log names no service or host): detection attributes such a
+/// record to the system its producer keyed it by.
+pub const KAFKA_KEY_ATTRIBUTE: &str = "kafka_key";
+
 /// Where a record sits on Kafka. One Kafka record may expand into several
 /// log records (batch envelopes), told apart by `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
