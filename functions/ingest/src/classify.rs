@@ -165,6 +165,7 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         .map(str::trim)
         // (a NUL would make PostgreSQL refuse the row: such a header is ignored)
         .filter(|s| !s.is_empty() && !s.contains('\0'));
+    let key_text = record.key.as_deref().and_then(entity_key);
     for (seq, row) in rows.iter_mut().enumerate() {
         if row.event_time > latest || row.event_time < DateTime::UNIX_EPOCH {
             row.attributes.insert(
@@ -175,6 +176,17 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         }
         if row.service.is_none() {
             row.service = service_header.map(str::to_string);
+        }
+        // A row that names no system keeps the Kafka key its producer chose
+        // (commonly the system's name): detection attributes it to that.
+        if row.service.is_none()
+            && row.host.is_none()
+            && let Some(key) = key_text
+        {
+            row.attributes.insert(
+                logpipe_schema::KAFKA_KEY_ATTRIBUTE.into(),
+                serde_json::Value::String(key.to_string()),
+            );
         }
         // The value is fine; keep the fact that the key was not.
         if let Some(k) = &record.key_error {
@@ -192,6 +204,13 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         });
     }
     Ok(rows)
+}
+
+/// A Kafka key usable as an entity name: UTF-8, 1–256 bytes after trimming,
+/// no control characters (a binary or hashed key names nothing).
+fn entity_key(key: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(key).ok()?.trim();
+    (!text.is_empty() && text.len() <= 256 && !text.chars().any(char::is_control)).then_some(text)
 }
 
 /// Whether JSON text holds a `\u0000` escape (not an escaped backslash
@@ -268,6 +287,34 @@ mod tests {
             panic!("rejected")
         };
         assert_eq!(rows[0].service.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn a_row_without_service_or_host_keeps_a_text_key() {
+        let rows = |key: Option<&[u8]>, value: &[u8]| {
+            let mut r = record(1, Some(value));
+            r.key = key.map(<[u8]>::to_vec);
+            let Verdict::Rows(rows) = classify(&r, &Limits::default()) else {
+                panic!("rejected")
+            };
+            rows[0]
+                .attributes
+                .get(logpipe_schema::KAFKA_KEY_ATTRIBUTE)
+                .cloned()
+        };
+        assert_eq!(
+            rows(Some(b" hdfs-7 "), b"plain line"),
+            Some(serde_json::json!("hdfs-7"))
+        );
+        // a named service wins; binary, blank and control-character keys name nothing
+        assert_eq!(
+            rows(Some(b"hdfs-7"), br#"{"service":"api","message":"x"}"#),
+            None
+        );
+        assert_eq!(rows(Some(&[0xff, 0xfe]), b"plain line"), None);
+        assert_eq!(rows(Some(b"  "), b"plain line"), None);
+        assert_eq!(rows(Some(b"a\x01b"), b"plain line"), None);
+        assert_eq!(rows(None, b"plain line"), None);
     }
 
     #[test]

@@ -18,13 +18,13 @@ pub mod series;
 use std::fmt;
 use std::io::{BufRead, Write};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde::Serialize;
 
 pub use options::{Command, HELP, InputFormat, Options, SeriesDetectorKind, parse_args};
 
 use crate::csv::{CsvLine, quote};
-use crate::records::{RecordDetectors, parse_record_line};
+use crate::records::{RecordCounts, RecordRun, ScoredLine, UntimedClock, parse_record_line};
 use crate::series::SeriesDetector;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +51,8 @@ pub struct Summary {
     pub rows: u64,
     pub flagged: u64,
     pub bad_lines: u64,
-    /// JSON lines: records dropped from windowing as late.
-    pub late: u64,
-    /// JSON lines: alerts raised when windows closed.
-    pub window_alerts: u64,
-    /// JSON lines: alerts left after cooldown/dedup (one per incident).
-    pub incidents: u64,
+    /// JSON lines: what the engine did (late records, incidents, …).
+    pub records: RecordCounts,
 }
 
 impl fmt::Display for Summary {
@@ -67,11 +63,28 @@ impl fmt::Display for Summary {
             self.rows, self.flagged, self.bad_lines
         )?;
         if self.format == Some(InputFormat::JsonLines) {
+            let c = &self.records;
             write!(
                 f,
-                ", {} late records, {} window alerts at close, {} incidents after cooldown",
-                self.late, self.window_alerts, self.incidents
+                ", {} late records, {} incidents (alerts the function would publish), \
+                 {} windows of incidents already open, {} findings merged or suppressed, \
+                 {} predictions",
+                c.late, c.incidents, c.continuing, c.suppressed, c.predictions
             )?;
+            if c.open_at_end > 0 {
+                write!(
+                    f,
+                    ", {} records in windows still open at end of input (not judged as windows)",
+                    c.open_at_end
+                )?;
+            }
+            if c.untimed > 0 {
+                write!(
+                    f,
+                    ", {} lines without a time of their own (timed as --rate/--start say)",
+                    c.untimed
+                )?;
+            }
         }
         Ok(())
     }
@@ -223,6 +236,9 @@ struct Reason<'a> {
 struct ScoredRecord<'a> {
     line: usize,
     event_time: String,
+    /// `assumed` when the line had no time of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<&'static str>,
     entity: &'a str,
     source_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,8 +248,43 @@ struct ScoredRecord<'a> {
     flag: u8,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     late: bool,
+    /// The window was still open at end of input (not judged as a window).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    open: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reasons: Vec<Reason<'a>>,
+}
+
+fn write_scored<W: Write>(output: &mut W, s: &ScoredLine) -> Result<(), BacktestError> {
+    let out = ScoredRecord {
+        line: s.line,
+        event_time: s
+            .record
+            .event_time
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        time: s.time_assumed.then_some("assumed"),
+        entity: &s.entity,
+        source_type: s.record.source_type.as_str(),
+        level: s.record.level.map(|l| l.as_str()),
+        message: &s.record.message,
+        score: (s.score * 10_000.0).round() / 10_000.0,
+        flag: u8::from(s.flagged),
+        late: s.late,
+        open: s.open,
+        reasons: s
+            .reasons
+            .iter()
+            .map(|a| Reason {
+                detector: &a.detector,
+                rule: a.rule.as_deref(),
+                severity: a.severity,
+                message: &a.message,
+            })
+            .collect(),
+    };
+    serde_json::to_writer(&mut *output, &out).map_err(std::io::Error::from)?;
+    writeln!(output)?;
+    Ok(())
 }
 
 fn run_records<R: BufRead, W: Write, E: Write>(
@@ -242,63 +293,60 @@ fn run_records<R: BufRead, W: Write, E: Write>(
     output: &mut W,
     bad: &mut BadLines<'_, E>,
 ) -> Result<Summary, BacktestError> {
-    let mut detectors = RecordDetectors::from_options(options)?;
+    let mut run = RecordRun::from_options(options)?;
     let mut summary = Summary::default();
-    // Lines without a time of their own take the previous record's time.
-    let mut last_time: DateTime<Utc> = DateTime::UNIX_EPOCH;
+    let mut clock = UntimedClock::new(options.untimed_rate, options.untimed_start);
     let mut buf = Vec::new();
     let mut line_no = 0;
+    let mut emit = |lines: Vec<ScoredLine>, summary: &mut Summary| {
+        for s in &lines {
+            summary.rows += 1;
+            summary.flagged += u64::from(s.flagged);
+            write_scored(output, s)?;
+        }
+        Ok::<(), BacktestError>(())
+    };
     while let Some(line) = next_line(input, &mut buf)? {
         line_no += 1;
-        let records = match line {
+        let assumed = clock.assumed();
+        let text = match line {
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => parse_record_line(&text, options.log_format.as_deref(), last_time),
-            Err(reason) => Err(reason),
+            Ok(text) => text,
+            Err(reason) => {
+                bad.handle(line_no, reason)?;
+                continue;
+            }
         };
-        let records = match records {
+        let format = options.log_format.as_deref();
+        let records = match parse_record_line(&text, format, assumed) {
             Ok(r) => r,
             Err(reason) => {
                 bad.handle(line_no, reason)?;
                 continue;
             }
         };
-        for record in &records {
-            last_time = record.event_time;
-            let verdict = detectors.score_then_learn(record);
-            let flagged = !verdict.alerts.is_empty();
-            summary.rows += 1;
-            summary.flagged += u64::from(flagged);
-            let out = ScoredRecord {
-                line: line_no,
-                event_time: record
-                    .event_time
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                entity: &verdict.entity,
-                source_type: record.source_type.as_str(),
-                level: record.level.map(|l| l.as_str()),
-                message: &record.message,
-                score: (verdict.score * 10_000.0).round() / 10_000.0,
-                flag: u8::from(flagged),
-                late: verdict.late,
-                reasons: verdict
-                    .alerts
-                    .iter()
-                    .map(|a| Reason {
-                        detector: &a.detector,
-                        rule: a.rule.as_deref(),
-                        severity: a.severity.as_str(),
-                        message: &a.message,
-                    })
-                    .collect(),
-            };
-            serde_json::to_writer(&mut *output, &out).map_err(std::io::Error::from)?;
-            writeln!(output)?;
+        // A record at exactly the assumed time may have that time of its
+        // own (lines of the same second): parsing again with another
+        // fallback tells.
+        let probe = if records.iter().any(|r| r.event_time == assumed) {
+            parse_record_line(&text, format, assumed + chrono::Duration::seconds(1)).ok()
+        } else {
+            None
+        };
+        for (i, record) in records.into_iter().enumerate() {
+            let untimed = record.event_time == assumed
+                && probe
+                    .as_ref()
+                    .and_then(|p| p.get(i))
+                    .is_none_or(|other| other.event_time != assumed);
+            clock.saw(record.event_time, untimed);
+            run.push(line_no, record, untimed);
         }
+        emit(run.ready(), &mut summary)?;
     }
-    detectors.flush();
-    summary.late = detectors.dropped_late();
-    summary.window_alerts = detectors.window_alerts;
-    summary.incidents = detectors.incidents;
+    run.finish();
+    emit(run.ready(), &mut summary)?;
+    summary.records = run.counts.clone();
     Ok(summary)
 }
 

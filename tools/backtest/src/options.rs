@@ -54,20 +54,30 @@ OPTIONS:
                           log-format header values), instead of sniffing
   --field NAME            JSON lines: numeric field for outliers (default latency_ms)
   --drain-warmup N        JSON lines: messages before new templates alert (default 1000)
+  --rate N                JSON lines: a line without a time of its own is placed
+                          1/N s after the previous record (default: at the
+                          previous record's time, as continuation lines are)
+  --start TIME            JSON lines: where lines without a time start when no
+                          earlier line had one (RFC 3339; default
+                          1970-01-01T00:00:00Z, at --rate or 1 line/s)
   --skip-bad              skip unparseable lines (each reported on stderr and
                           counted) instead of stopping at the first one
   -o, --output FILE       write here instead of stdout
   -h, --help              this text
 
-JSON LINES DETECTORS (all of them, on every record):
-  threshold rules and outliers on the record itself; Drain new templates on its
-  message; error-rate / HTTP 5xx-rate and volume per entity on its event-time
-  window. A window is scored as it fills (what it holds up to and including
-  this record) against baselines learned from closed windows; a window closes
-  when the watermark (max event time - lateness) passes its end, and every
-  still-open window is flushed at end of input. Closing never rewrites rows
-  already written; window alerts at close (e.g. a volume drop, which needs the
-  full window) are counted in the summary.
+JSON LINES: the detect function's engine, offline. The same composition of
+  every detector (threshold rules, outliers, new templates, error / 5xx rate,
+  volume), the same defaults, cooldown and per-window merge into one alert per
+  incident, the same entities; windows close when the entity's watermark
+  (its newest event time - lateness) passes their end. A line is written once
+  its window is closed (input order is kept): `score` is its window's
+  calibrated anomaly score, `flag` marks lines of an incident (the alert's
+  sample records; the error lines of an error-rate incident, the 5xx lines of
+  a 5xx one, every line of a volume one) with the incident in `reasons`.
+  Windows still open at end of input are not judged as windows (`open`: true;
+  only per-record findings flag them), so a file that ends mid-window does
+  not read as a volume drop. Lines without a time of their own are marked
+  `time: assumed` and timed as --rate / --start say.
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +113,10 @@ pub struct Options {
     pub log_format: Option<String>,
     pub field: Option<String>,
     pub drain_warmup: Option<u64>,
+    /// Lines per second for lines without a time of their own.
+    pub untimed_rate: Option<f64>,
+    /// Where untimed lines start when no earlier line had a time.
+    pub untimed_start: Option<chrono::DateTime<chrono::Utc>>,
     pub skip_bad: bool,
 }
 
@@ -123,6 +137,8 @@ impl Default for Options {
             log_format: None,
             field: None,
             drain_warmup: None,
+            untimed_rate: None,
+            untimed_start: None,
             skip_bad: false,
         }
     }
@@ -161,8 +177,8 @@ impl Options {
                     given(self.log_format.is_some(), "--log-format"),
                     given(self.field.is_some(), "--field"),
                     given(self.drain_warmup.is_some(), "--drain-warmup"),
-                    None,
-                    None,
+                    given(self.untimed_rate.is_some(), "--rate"),
+                    given(self.untimed_start.is_some(), "--start"),
                 ],
                 "JSON-lines",
             ),
@@ -314,6 +330,19 @@ pub fn parse_args(args: &[String]) -> Result<Command, BacktestError> {
             "--log-format" => options.log_format = Some(value(flag)?),
             "--field" => options.field = Some(value(flag)?),
             "--drain-warmup" => options.drain_warmup = Some(number(flag, &value(flag)?)?),
+            "--rate" => {
+                let r = finite(flag, &value(flag)?)?;
+                if r <= 0.0 {
+                    return Err(usage("--rate must be above 0"));
+                }
+                options.untimed_rate = Some(r);
+            }
+            "--start" => {
+                let v = value(flag)?;
+                let at = chrono::DateTime::parse_from_rfc3339(&v)
+                    .map_err(|e| usage(format!("--start {v:?} is not an RFC 3339 time: {e}")))?;
+                options.untimed_start = Some(at.with_timezone(&chrono::Utc));
+            }
             "--skip-bad" => options.skip_bad = true,
             "-o" | "--output" => output = Some(PathBuf::from(value(flag)?)),
             "-" => set_input(&mut input, "-")?,

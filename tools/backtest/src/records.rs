@@ -1,234 +1,402 @@
-//! Scoring log records (JSON lines) with every detector of logpipe-detect.
+//! Scoring log records (JSON lines) with the detect function's engine.
 //!
-//! Per record: threshold rules, the numeric outlier field, Drain new
-//! templates. Per entity and event-time window: error / 5xx rate and volume.
-//! To stay causal, a window is scored as it fills: the record's window so far
-//! (up to and including this record) against baselines learned from closed
-//! windows only, on a throw-away copy of the entity's baseline. Closed windows
-//! (watermark passed, or flushed at end of input) then teach the real
-//! detectors, exactly as the streaming function would.
+//! The detectors are composed once, in [`logpipe_detect::Engine`]; this
+//! module only feeds it, exactly as the detect function does: per entity
+//! (the same [`entity_of`]), one [`EntityState`], every record observed in
+//! input order, windows closed by that entity's own watermark (its newest
+//! event time less the allowed lateness), the same cooldown and the same
+//! per-window merge into one alert per incident. The same defaults too:
+//! [`EngineConfig::default`] is what the function runs with when no
+//! setting is given.
+//!
+//! A line's verdict is known when its window closes, so lines are written
+//! in input order as soon as the verdicts of all lines before them are
+//! final (at the latest at end of input, which closes every window).
+//! A line is flagged when it belongs to an incident: it is one of the
+//! alert's sample records, or its window raised an error-rate (an error
+//! line), 5xx-rate (a 5xx line) or volume alert (any line of the window),
+//! including windows of an incident that was already open.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
-use logpipe_detect::cooldown::Cooldown;
-use logpipe_detect::drain::{DrainConfig, TemplateMiner};
-use logpipe_detect::model::alert_key;
-use logpipe_detect::outlier::{OutlierConfig, OutlierDetector};
-use logpipe_detect::rate::{RateConfig, RateDetector};
-use logpipe_detect::stats::score;
-use logpipe_detect::threshold::{ThresholdEngine, default_sensor_rules, field_value, parse_rules};
-use logpipe_detect::volume::{VolumeConfig, VolumeDetector};
-use logpipe_detect::window::{AddOutcome, ClosedWindow, WindowConfig, Windows, window_bounds};
-use logpipe_detect::{Alert, entity_of, record_id_of};
-use logpipe_schema::LogRecord;
+use logpipe_detect::drain::DrainConfig;
+use logpipe_detect::outlier::OutlierConfig;
+use logpipe_detect::threshold::parse_rules;
+use logpipe_detect::window::{clamp_width, window_start_secs};
+use logpipe_detect::{Alert, Emitted, Engine, EngineConfig, EntityState, entity_of, record_id_of};
+use logpipe_schema::{KafkaCoordinates, Level, LogRecord};
 use serde_json::Value;
 
 use crate::BacktestError;
 use crate::options::Options;
 
-/// Windows an incident stays open without firing (summary only).
-const COOLDOWN_WINDOWS: i64 = 3;
+/// Topic named in the coordinates given to records that have none, so
+/// every record has an id the engine's samples can name. (A record that
+/// names no service or host is therefore the entity `backtest`, as in the
+/// function it would be its Kafka key or topic.)
+pub const BACKTEST_TOPIC: &str = "backtest";
 
-/// The verdict on one record.
+/// Why a record was flagged: the lead finding of its incident.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordScore {
+pub struct Reason {
+    pub detector: String,
+    pub rule: Option<String>,
+    pub severity: &'static str,
+    pub message: String,
+}
+
+/// The final verdict on one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredLine {
+    pub line: usize,
+    pub record: LogRecord,
     pub entity: String,
-    /// In `[0, 1]`: the highest detector score; ≥ 0.5 when flagged.
+    /// The calibrated anomaly score of the record's window (its
+    /// `Prediction.anomaly_score`), in `[0, 1]`; 0 when the window was
+    /// closed before the record arrived.
     pub score: f64,
-    pub alerts: Vec<Alert>,
+    pub flagged: bool,
+    pub reasons: Vec<Reason>,
     /// The record's window had already closed: only per-record detectors ran.
     pub late: bool,
+    /// The line had no time of its own (see [`UntimedClock`]).
+    pub time_assumed: bool,
+    /// Its window was still open at end of input: not judged as a window.
+    pub open: bool,
 }
 
-/// Every detector, with its state, for one offline run.
-#[derive(Debug, Clone)]
-pub struct RecordDetectors {
-    windows: Windows,
-    rate: RateDetector,
-    volume: VolumeDetector,
-    thresholds: ThresholdEngine,
-    outliers: OutlierDetector,
-    templates: TemplateMiner,
-    cooldown: Cooldown,
-    /// Alerts raised when windows closed (they never change written rows).
-    pub window_alerts: u64,
-    /// Alerts that opened a new incident after cooldown/dedup.
+/// Counts of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub late: u64,
+    /// Alerts the function would publish (one per incident).
     pub incidents: u64,
+    /// Windows of incidents that were already open.
+    pub continuing: u64,
+    /// Findings merged into another alert or suppressed by the cooldown.
+    pub suppressed: u64,
+    pub predictions: u64,
+    pub untimed: u64,
+    /// Records whose window was still open at end of input.
+    pub open_at_end: u64,
 }
 
-impl RecordDetectors {
-    pub fn from_options(options: &Options) -> Result<RecordDetectors, BacktestError> {
-        let mut window = WindowConfig::default();
+/// Times for lines without one of their own: the previous record's time
+/// (continuation lines, such as a stack trace, belong to it), or with
+/// `--rate N` 1/N s after it. Before any line had a time they start at
+/// `--start` (default the epoch) and advance at `--rate` (default 1 line/s),
+/// so an untimed file is spread over time rather than one instant. Every
+/// such line is marked in the output and counted in the summary.
+#[derive(Debug, Clone)]
+pub struct UntimedClock {
+    rate: Option<f64>,
+    start: DateTime<Utc>,
+    /// The previous record's time, its own or assumed.
+    last: Option<DateTime<Utc>>,
+    seen_timed: bool,
+    /// Untimed lines before the first timed one.
+    before_first: u64,
+}
+
+impl UntimedClock {
+    pub fn new(rate: Option<f64>, start: Option<DateTime<Utc>>) -> UntimedClock {
+        UntimedClock {
+            rate,
+            start: start.unwrap_or(DateTime::UNIX_EPOCH),
+            last: None,
+            seen_timed: false,
+            before_first: 0,
+        }
+    }
+
+    /// The time a line without one of its own gets now.
+    pub fn assumed(&self) -> DateTime<Utc> {
+        let after = |t: DateTime<Utc>, lines: f64, rate: f64| {
+            t.checked_add_signed(chrono::Duration::microseconds((lines * 1e6 / rate) as i64))
+                .unwrap_or(t)
+        };
+        match (self.seen_timed, self.last, self.rate) {
+            (true, Some(t), None) => t,
+            (true, Some(t), Some(r)) => after(t, 1.0, r),
+            _ => after(
+                self.start,
+                self.before_first as f64,
+                self.rate.unwrap_or(1.0),
+            ),
+        }
+    }
+
+    /// Notes a record's time; `assumed` says it was [`Self::assumed`].
+    pub fn saw(&mut self, at: DateTime<Utc>, assumed: bool) {
+        if !assumed {
+            self.seen_timed = true;
+        } else if !self.seen_timed {
+            self.before_first += 1;
+        }
+        self.last = Some(at);
+    }
+}
+
+/// A line waiting for its window's verdict.
+#[derive(Debug)]
+struct Pending {
+    line: usize,
+    record: LogRecord,
+    entity: String,
+    id: Option<String>,
+    window_start: i64,
+    late: bool,
+    time_assumed: bool,
+}
+
+type WindowKey = (String, i64);
+
+/// One offline run of the engine over records.
+pub struct RecordRun {
+    engine: Engine,
+    states: HashMap<String, EntityState>,
+    /// Newest event time per entity: its watermark is this less the lateness.
+    newest: HashMap<String, DateTime<Utc>>,
+    pending: VecDeque<Pending>,
+    /// Lines not yet written, per window (the verdict maps below are
+    /// dropped once a closed window has none).
+    waiting: HashMap<WindowKey, usize>,
+    window_scores: HashMap<WindowKey, f64>,
+    incidents: HashMap<WindowKey, Vec<Alert>>,
+    flagged_ids: HashSet<String>,
+    next_offset: i64,
+    finished: bool,
+    pub counts: RecordCounts,
+}
+
+impl RecordRun {
+    pub fn from_options(options: &Options) -> Result<RecordRun, BacktestError> {
+        let mut config = EngineConfig::default();
         if let Some(w) = options.window {
-            window.width_secs = i64::try_from(w)
+            config.window.width_secs = i64::try_from(w)
                 .map_err(|_| BacktestError::Usage("--window is too large".into()))?;
         }
         if let Some(l) = options.lateness_secs {
-            window.allowed_lateness_secs = l;
+            config.window.allowed_lateness_secs = l;
         }
-        let rules = match &options.rules {
-            Some((path, text)) => parse_rules(text).map_err(|e| BacktestError::Rules {
+        if let Some((path, text)) = &options.rules {
+            config.rules = parse_rules(text).map_err(|e| BacktestError::Rules {
                 path: path.display().to_string(),
                 source: e,
-            })?,
-            None => default_sensor_rules(),
-        };
-        let mut outlier = OutlierConfig::default();
-        if let Some(f) = &options.field {
-            outlier.field = f.clone();
+            })?;
         }
-        if let Some(z) = options.threshold {
-            outlier.z_threshold = z;
+        if options.field.is_some() || options.threshold.is_some() {
+            let mut outlier = config
+                .outliers
+                .first()
+                .cloned()
+                .unwrap_or_else(OutlierConfig::default);
+            if let Some(f) = &options.field {
+                outlier.field = f.clone();
+            }
+            if let Some(z) = options.threshold {
+                outlier.z_threshold = z;
+            }
+            config.outliers = vec![outlier];
         }
-        let mut drain = DrainConfig::default();
         if let Some(n) = options.drain_warmup {
-            drain.warmup_messages = n;
+            config.drain = DrainConfig {
+                warmup_messages: n,
+                ..config.drain
+            };
         }
-        Ok(RecordDetectors {
-            windows: Windows::new(window),
-            rate: RateDetector::new(RateConfig::default()),
-            volume: VolumeDetector::new(VolumeConfig::default()),
-            thresholds: ThresholdEngine::new(rules, window.width_secs),
-            outliers: OutlierDetector::new(outlier),
-            templates: TemplateMiner::new(drain),
-            cooldown: Cooldown::new(window.width_secs, COOLDOWN_WINDOWS),
-            window_alerts: 0,
-            incidents: 0,
+        Ok(RecordRun {
+            engine: Engine::new(config),
+            states: HashMap::new(),
+            newest: HashMap::new(),
+            pending: VecDeque::new(),
+            waiting: HashMap::new(),
+            window_scores: HashMap::new(),
+            incidents: HashMap::new(),
+            flagged_ids: HashSet::new(),
+            next_offset: 0,
+            finished: false,
+            counts: RecordCounts::default(),
         })
     }
 
-    /// Scores `record` with state learned from earlier records (and the
-    /// windows they closed), then learns from it.
-    pub fn score_then_learn(&mut self, record: &LogRecord) -> RecordScore {
-        let entity = entity_of(record);
-        let width = self.windows.config.width_secs;
-        let (ws, we) = window_bounds(record.event_time, width);
-        let mut scores: Vec<f64> = Vec::new();
-        let mut alerts: Vec<Alert> = Vec::new();
+    fn width(&self) -> i64 {
+        clamp_width(self.engine.config().window.width_secs)
+    }
 
-        // Windows this record's event time closes hold only earlier records.
-        let outcome = self.windows.add(&entity, record);
-        let closed = self.windows.close_ready();
-        self.learn_closed(&closed);
-
-        let late = outcome == AddOutcome::DroppedLate;
-        if let AddOutcome::Accepted { window_start } = outcome
-            && let Some(so_far) = self.windows.open_window(&entity, window_start)
-        {
-            let (s, a) = self.score_open_window(so_far);
-            scores.push(s);
-            alerts.extend(a);
+    /// Feeds one record (of input line `line`) and closes what its entity's
+    /// watermark now passes.
+    pub fn push(&mut self, line: usize, mut record: LogRecord, time_assumed: bool) {
+        if record.kafka.is_none() {
+            record.kafka = Some(KafkaCoordinates {
+                topic: BACKTEST_TOPIC.into(),
+                partition: 0,
+                offset: self.next_offset,
+                seq: 0,
+                timestamp_ms: record.event_time.timestamp_millis(),
+            });
         }
-
-        let threshold_alerts = self.thresholds.evaluate(record);
-        scores.extend(threshold_alerts.iter().map(|_| 1.0));
-        alerts.extend(threshold_alerts);
-
-        let field = self.outliers.config.field.clone();
-        if let Some(value) = field_value(record, &field) {
-            let seen = self.outliers.assess(&entity, value);
-            if seen.samples >= self.outliers.config.warmup {
-                scores.push(score(seen.z.max(0.0), self.outliers.config.z_threshold));
-            }
-            alerts.extend(
-                self.outliers
-                    .observe(&entity, value, ws, we, record_id_of(record)),
-            );
-        }
-
-        let matched = self.templates.add(&record.message);
-        if let Some(a) =
-            self.templates
-                .new_template_alert(&matched, &entity, ws, we, record_id_of(record))
-        {
-            scores.push(1.0);
-            alerts.push(a);
-        }
-
-        self.count_incidents(&alerts);
-        RecordScore {
+        self.next_offset = self.next_offset.saturating_add(1);
+        self.counts.untimed += u64::from(time_assumed);
+        let entity = entity_of(&record);
+        let mut out = Emitted::default();
+        let state = self
+            .states
+            .entry(entity.clone())
+            .or_insert_with(|| self.engine.new_state());
+        let on_time = self.engine.observe(state, &entity, &record, &mut out);
+        let newest = self
+            .newest
+            .entry(entity.clone())
+            .and_modify(|t| *t = (*t).max(record.event_time))
+            .or_insert(record.event_time);
+        let watermark = self.engine.watermark(*newest);
+        self.engine.close(state, &entity, watermark, &mut out);
+        let window_start = window_start_secs(record.event_time.timestamp(), self.width());
+        *self
+            .waiting
+            .entry((entity.clone(), window_start))
+            .or_default() += 1;
+        self.counts.late += u64::from(!on_time);
+        self.pending.push_back(Pending {
+            line,
+            id: record_id_of(&record),
+            record,
             entity,
-            score: scores.into_iter().fold(0.0, f64::max).clamp(0.0, 1.0),
-            alerts,
-            late,
+            window_start,
+            late: !on_time,
+            time_assumed,
+        });
+        self.absorb(out);
+    }
+
+    /// End of input. Windows the watermark has not passed stay open, as
+    /// they would in the function until more records (or the idle clock)
+    /// come: a file that ends mid-window must not read as a volume drop.
+    /// Their lines are written as `open`, flagged only by their own
+    /// per-record findings (thresholds, outliers, new templates), which
+    /// the function holds for the window's alert.
+    pub fn finish(&mut self) {
+        let mut held = Emitted::default();
+        for state in self.states.values() {
+            held.alerts
+                .extend(state.pending.values().flatten().cloned());
+        }
+        self.counts.open_at_end = self.pending.len() as u64;
+        for a in held.alerts {
+            self.flagged_ids.extend(a.sample_record_ids.iter().cloned());
+            self.incidents
+                .entry((a.entity.clone(), a.window_start.timestamp()))
+                .or_default()
+                .push(a);
+        }
+        self.finished = true;
+    }
+
+    fn absorb(&mut self, out: Emitted) {
+        self.counts.predictions += out.predictions.len() as u64;
+        self.counts.incidents += out.alerts.len() as u64;
+        self.counts.continuing += out.continuing.len() as u64;
+        self.counts.suppressed += out.suppressed;
+        for p in out.predictions {
+            let score = self
+                .window_scores
+                .entry((p.entity, p.window_start.timestamp()))
+                .or_default();
+            *score = score.max(p.anomaly_score);
+        }
+        for a in out.alerts.into_iter().chain(out.continuing) {
+            self.flagged_ids.extend(a.sample_record_ids.iter().cloned());
+            self.incidents
+                .entry((a.entity.clone(), a.window_start.timestamp()))
+                .or_default()
+                .push(a);
         }
     }
 
-    /// Closes every open window (end of input) and lets the detectors learn.
-    pub fn flush(&mut self) {
-        let closed = self.windows.close_until(DateTime::<Utc>::MAX_UTC);
-        self.learn_closed(&closed);
+    fn window_closed(&self, entity: &str, window_start: i64) -> bool {
+        self.states.get(entity).is_some_and(|s| {
+            s.closed_until
+                .is_some_and(|c| window_start.saturating_add(self.width()) <= c.timestamp())
+        })
     }
 
-    pub fn dropped_late(&self) -> u64 {
-        self.windows.dropped_late
+    /// Whether the verdict on `p` can no longer change.
+    fn is_final(&self, p: &Pending) -> bool {
+        self.finished || p.late || self.window_closed(&p.entity, p.window_start)
     }
 
-    fn learn_closed(&mut self, closed: &[ClosedWindow]) {
-        for w in closed {
-            let mut alerts = self.rate.observe_window(w);
-            let (_, volume) =
-                self.volume
-                    .observe(&w.entity, w.window_start, w.window_end, w.agg.count);
-            alerts.extend(volume);
-            self.window_alerts += alerts.len() as u64;
-            self.count_incidents(&alerts);
-        }
-    }
-
-    /// The window so far against copies of the entity's baselines (the
-    /// copies learn and are dropped; only closed windows teach the real ones).
-    fn score_open_window(&self, so_far: &ClosedWindow) -> (f64, Vec<Alert>) {
-        let entity = &so_far.entity;
-        let only = |m: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
-            m.get(entity)
-                .map(|b| (entity.clone(), *b))
-                .into_iter()
-                .collect()
-        };
-        let mut rate = RateDetector {
-            config: self.rate.config,
-            error_baseline: only(&self.rate.error_baseline),
-            http_5xx_baseline: only(&self.rate.http_5xx_baseline),
-        };
-        let mut volume = VolumeDetector {
-            config: self.volume.config,
-            entities: self
-                .volume
-                .entities
-                .get(entity)
-                .map(|b| (entity.clone(), b.clone()))
-                .into_iter()
-                .collect(),
-        };
-        let mut alerts = rate.observe_window(so_far);
-        let mut best = alerts
-            .iter()
-            .filter_map(|a| Some(score(a.observed, a.threshold?)))
-            .fold(0.0, f64::max);
-        let (prediction, volume_alert) = volume.observe(
-            entity,
-            so_far.window_start,
-            so_far.window_end,
-            so_far.agg.count,
-        );
-        // A window that is still filling can only prove a spike: being below
-        // the band is expected until it closes.
-        if prediction.actual > prediction.predicted {
-            best = best.max(prediction.anomaly_score);
-            alerts.extend(volume_alert.filter(|_| prediction.actual > prediction.upper));
-        }
-        (best, alerts)
-    }
-
-    fn count_incidents(&mut self, alerts: &[Alert]) {
-        for a in alerts {
-            let key = alert_key(&a.detector, a.rule.as_deref());
-            if self.cooldown.fire(&key, &a.entity, a.window_start) {
-                self.incidents += 1;
+    /// The lines whose verdicts are final, in input order, up to the first
+    /// that is not.
+    pub fn ready(&mut self) -> Vec<ScoredLine> {
+        let mut done = Vec::new();
+        while let Some(front) = self.pending.front() {
+            if !self.is_final(front) {
+                break;
             }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            done.push(self.verdict(p));
         }
+        done
+    }
+
+    fn verdict(&mut self, p: Pending) -> ScoredLine {
+        let key = (p.entity, p.window_start);
+        let sampled = p.id.as_ref().is_some_and(|id| self.flagged_ids.remove(id));
+        let record = p.record;
+        let reasons: Vec<Reason> = self
+            .incidents
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|a| sampled || belongs_to(a, &record))
+            .map(|a| Reason {
+                detector: a.detector.clone(),
+                rule: a.rule.clone(),
+                severity: a.severity.as_str(),
+                message: a.message.clone(),
+            })
+            .collect();
+        let score = self.window_scores.get(&key).copied().unwrap_or(0.0);
+        let open = self.finished && !p.late && !self.window_closed(&key.0, key.1);
+        let left = self.waiting.get_mut(&key).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == Some(0) {
+            self.waiting.remove(&key);
+            self.window_scores.remove(&key);
+            self.incidents.remove(&key);
+        }
+        ScoredLine {
+            line: p.line,
+            record,
+            entity: key.0,
+            score: score.clamp(0.0, 1.0),
+            flagged: sampled || !reasons.is_empty(),
+            reasons,
+            late: p.late,
+            time_assumed: p.time_assumed,
+            open,
+        }
+    }
+}
+
+/// Whether `record` is one of the lines a window-level finding is about.
+fn belongs_to(alert: &Alert, record: &LogRecord) -> bool {
+    match alert.detector.as_str() {
+        "error_rate" => record.level.is_some_and(|l| l >= Level::Error),
+        "http_5xx_rate" => record
+            .http
+            .as_ref()
+            .and_then(|h| h.status)
+            .is_some_and(|s| (500..600).contains(&s)),
+        "volume" => true,
+        // per-record findings name their record among the samples
+        _ => false,
     }
 }
 
