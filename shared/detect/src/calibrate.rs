@@ -81,7 +81,7 @@ impl Default for CalibratorConfig {
     fn default() -> Self {
         CalibratorConfig {
             smoothing: 0.6,
-            history_alpha: 0.002,
+            history_alpha: 0.005,
             warmup: 30,
         }
     }
@@ -157,13 +157,13 @@ pub struct SeriesScorerConfig {
 impl Default for SeriesScorerConfig {
     fn default() -> Self {
         SeriesScorerConfig {
-            window: 32,
-            short_alpha: 0.1,
+            window: 24,
+            short_alpha: 0.2,
             long_alpha: 0.01,
             seasonality: true,
             upper_only: false,
             counts: false,
-            long_floor: 0.5,
+            long_floor: 1.0,
             calibrator: CalibratorConfig::default(),
         }
     }
@@ -345,6 +345,10 @@ impl SeriesScorer {
         // level component
         let level_raw = if cfg.upper_only { z.max(0.0) } else { z.abs() };
         let p_level = self.level_cal.tail_then_learn(level_raw, &cfg.calibrator);
+        // rare in robust-σ terms *and* in the series' own history (`make
+        // eval`: either alone raises more false alarms than both together)
+        let sides = if cfg.upper_only { 1.0 } else { 2.0 };
+        let p_level = p_level.max((sides * normal_tail(level_raw)).min(1.0));
         // spread component: this deviation joins the short spread
         let dev = if warm { (y - centre).abs() } else { 0.0 };
         let floor = scale.min(self.long_spread.max(1e-12));
