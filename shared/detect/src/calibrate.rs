@@ -108,14 +108,22 @@ impl Calibrator {
     /// The tail probability of `raw` (≥ 0) under this series' history, and
     /// learns from it. 1 during warm-up.
     pub fn tail_then_learn(&mut self, raw: f64, cfg: &CalibratorConfig) -> f64 {
-        let u = if raw.is_finite() { raw.max(0.0).ln_1p() } else { 50.0 };
+        let u = if raw.is_finite() {
+            raw.max(0.0).ln_1p()
+        } else {
+            50.0
+        };
         let s = if self.n == 0 {
             u
         } else {
             self.recent + cfg.smoothing.clamp(0.0, 1.0) * (u - self.recent)
         };
         self.recent = s;
-        let std = self.var.max(0.0).sqrt().max(MIN_HISTORY_STD + 0.1 * self.mean);
+        let std = self
+            .var
+            .max(0.0)
+            .sqrt()
+            .max(MIN_HISTORY_STD + 0.1 * self.mean);
         let p = if self.n >= cfg.warmup.max(2) {
             normal_tail((s - self.mean) / std)
         } else {
@@ -124,7 +132,11 @@ impl Calibrator {
         // Learn the smoothed deviation, bounded to 4 σ above the mean so a
         // spike does not blind the calibrator for the next few hundred points.
         self.n = self.n.saturating_add(1);
-        let learn = if self.n > cfg.warmup { s.min(self.mean + 4.0 * std) } else { s };
+        let learn = if self.n > cfg.warmup {
+            s.min(self.mean + 4.0 * std)
+        } else {
+            s
+        };
         let a = cfg.history_alpha.max(1.0 / self.n as f64).clamp(0.0, 1.0);
         let d = learn - self.mean;
         self.mean += a * d;
@@ -185,6 +197,12 @@ pub struct SeriesVerdict {
     pub samples: u64,
 }
 
+/// Default calibrated score at or above which the numeric detectors alert:
+/// the best general threshold of `make eval`'s tuning split (standard
+/// profile), i.e. a deviation rarer than about 1 in 2,000 of the series'
+/// own points.
+pub const DEFAULT_ALERT_SCORE: f64 = 0.9995;
+
 /// Band half-width reported with a verdict, in robust σ.
 pub const BAND_Z: f64 = 4.0;
 
@@ -221,7 +239,8 @@ impl Seasonal {
         };
         let (d, w) = Self::slots(at);
         let span = last - first;
-        let week_ok = span >= 14 * 86_400 && self.err_weekly < 0.8 * self.err_none.min(self.err_daily);
+        let week_ok =
+            span >= 14 * 86_400 && self.err_weekly < 0.8 * self.err_none.min(self.err_daily);
         let day_ok = span >= 2 * 86_400 && self.err_daily < 0.8 * self.err_none;
         if week_ok {
             self.weekly.get(w).copied().unwrap_or(0.0)
@@ -292,6 +311,12 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+impl Default for SeriesScorer {
+    fn default() -> Self {
+        SeriesScorer::new(SeriesScorerConfig::default())
+    }
+}
+
 impl SeriesScorer {
     pub fn new(config: SeriesScorerConfig) -> SeriesScorer {
         SeriesScorer {
@@ -336,7 +361,11 @@ impl SeriesScorer {
             return self.verdict_without_learning(at);
         }
         let cfg = self.config;
-        let offset = if cfg.seasonality { self.seasonal.offset(at) } else { 0.0 };
+        let offset = if cfg.seasonality {
+            self.seasonal.offset(at)
+        } else {
+            0.0
+        };
         let y = value - offset;
         let (centre, scale) = self.centre_and_scale();
         let warm = !self.recent.is_empty();
@@ -354,7 +383,11 @@ impl SeriesScorer {
         let floor = scale.min(self.long_spread.max(1e-12));
         let short = self.short_spread + cfg.short_alpha * (dev - self.short_spread);
         let ratio = ((short + 0.5 * floor) / (self.long_spread + 0.5 * floor)).ln();
-        let spread_raw = if cfg.upper_only { ratio.max(0.0) } else { ratio.abs() };
+        let spread_raw = if cfg.upper_only {
+            ratio.max(0.0)
+        } else {
+            ratio.abs()
+        };
         let p_spread = if self.n > cfg.window as u64 {
             self.spread_cal.tail_then_learn(spread_raw, &cfg.calibrator)
         } else {
@@ -397,7 +430,11 @@ impl SeriesScorer {
     }
 
     fn verdict_without_learning(&self, at: DateTime<Utc>) -> SeriesVerdict {
-        let offset = if self.config.seasonality { self.seasonal.offset(at) } else { 0.0 };
+        let offset = if self.config.seasonality {
+            self.seasonal.offset(at)
+        } else {
+            0.0
+        };
         let (centre, scale) = self.centre_and_scale();
         SeriesVerdict {
             score: 0.0,

@@ -191,6 +191,7 @@ impl RecordDetectors {
             config: self.rate.config,
             error_baseline: only(&self.rate.error_baseline),
             http_5xx_baseline: only(&self.rate.http_5xx_baseline),
+            windows_seen: self.rate.windows_seen.clone(),
         };
         let mut volume = VolumeDetector {
             config: self.volume.config,
