@@ -137,7 +137,9 @@ enum Noise {
     LogNormal,
     /// A gauge rounded to `quantum` that repeats its last value with
     /// probability 0.6 (flat stretches are normal for it).
-    Gauge { quantum: f64 },
+    Gauge {
+        quantum: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,17 +184,83 @@ fn tuning_families() -> Vec<Family> {
         flat_start: 0.0,
     };
     vec![
-        Family { name: "noise_low", level: (50.0, 500.0), sigma: (0.5, 2.0), ..base },
-        Family { name: "noise_high", level: (100.0, 200.0), sigma: (10.0, 30.0), ..base },
-        Family { name: "negative", level: (-80.0, -20.0), sigma: (1.0, 5.0), ..base },
-        Family { name: "small", level: (0.08, 0.12), sigma: (0.01, 0.03), ..base },
-        Family { name: "trend", level: (100.0, 300.0), sigma: (2.0, 5.0), trend: (10.0, 30.0), ..base },
-        Family { name: "daily", level: (200.0, 400.0), sigma: (3.0, 8.0), amplitude: (4.0, 10.0), season: Season::Daily, ..base },
-        Family { name: "weekly", step_secs: 1800, level: (300.0, 600.0), sigma: (5.0, 10.0), amplitude: (4.0, 8.0), season: Season::Weekly, ..base },
-        Family { name: "counts_low", level: (1.5, 4.0), noise: Noise::Counts, ..base },
-        Family { name: "counts_high", level: (150.0, 400.0), amplitude: (2.0, 6.0), noise: Noise::Counts, season: Season::Daily, ..base },
-        Family { name: "bytes", level: (10.0, 13.0), sigma: (0.3, 0.7), noise: Noise::LogNormal, ..base },
-        Family { name: "flat_start", level: (20.0, 60.0), sigma: (0.5, 1.5), noise: Noise::Gauge { quantum: 0.5 }, flat_start: 0.25, ..base },
+        Family {
+            name: "noise_low",
+            level: (50.0, 500.0),
+            sigma: (0.5, 2.0),
+            ..base
+        },
+        Family {
+            name: "noise_high",
+            level: (100.0, 200.0),
+            sigma: (10.0, 30.0),
+            ..base
+        },
+        Family {
+            name: "negative",
+            level: (-80.0, -20.0),
+            sigma: (1.0, 5.0),
+            ..base
+        },
+        Family {
+            name: "small",
+            level: (0.08, 0.12),
+            sigma: (0.01, 0.03),
+            ..base
+        },
+        Family {
+            name: "trend",
+            level: (100.0, 300.0),
+            sigma: (2.0, 5.0),
+            trend: (10.0, 30.0),
+            ..base
+        },
+        Family {
+            name: "daily",
+            level: (200.0, 400.0),
+            sigma: (3.0, 8.0),
+            amplitude: (4.0, 10.0),
+            season: Season::Daily,
+            ..base
+        },
+        Family {
+            name: "weekly",
+            step_secs: 1800,
+            level: (300.0, 600.0),
+            sigma: (5.0, 10.0),
+            amplitude: (4.0, 8.0),
+            season: Season::Weekly,
+            ..base
+        },
+        Family {
+            name: "counts_low",
+            level: (1.5, 4.0),
+            noise: Noise::Counts,
+            ..base
+        },
+        Family {
+            name: "counts_high",
+            level: (150.0, 400.0),
+            amplitude: (2.0, 6.0),
+            noise: Noise::Counts,
+            season: Season::Daily,
+            ..base
+        },
+        Family {
+            name: "bytes",
+            level: (10.0, 13.0),
+            sigma: (0.3, 0.7),
+            noise: Noise::LogNormal,
+            ..base
+        },
+        Family {
+            name: "flat_start",
+            level: (20.0, 60.0),
+            sigma: (0.5, 1.5),
+            noise: Noise::Gauge { quantum: 0.5 },
+            flat_start: 0.25,
+            ..base
+        },
     ]
 }
 
@@ -210,15 +278,77 @@ fn heldback_families() -> Vec<Family> {
         flat_start: 0.0,
     };
     vec![
-        Family { name: "heavy_tails", level: (1_000.0, 5_000.0), sigma: (20.0, 80.0), ..base },
-        Family { name: "negative_trend", level: (-5.0, 5.0), sigma: (0.2, 1.0), trend: (-40.0, 40.0), noise: Noise::Gaussian, ..base },
-        Family { name: "tiny", level: (0.001, 0.004), sigma: (0.0002, 0.0006), noise: Noise::Gaussian, ..base },
-        Family { name: "daily_1m", step_secs: 120, level: (50.0, 80.0), sigma: (1.0, 2.0), amplitude: (6.0, 15.0), season: Season::Daily, ..base },
-        Family { name: "weekly_1h", step_secs: 3600, len: 3000, level: (1_000.0, 2_000.0), sigma: (20.0, 40.0), amplitude: (3.0, 6.0), season: Season::Weekly, noise: Noise::Gaussian, ..base },
-        Family { name: "counts_sparse", level: (0.3, 1.0), noise: Noise::Counts, ..base },
-        Family { name: "counts_daily", step_secs: 600, level: (20.0, 60.0), amplitude: (1.5, 3.0), noise: Noise::Counts, season: Season::Daily, ..base },
-        Family { name: "latency", level: (3.0, 6.0), sigma: (0.2, 0.5), noise: Noise::LogNormal, ..base },
-        Family { name: "gauge", level: (-10.0, 10.0), sigma: (0.2, 0.6), noise: Noise::Gauge { quantum: 0.1 }, flat_start: 0.3, ..base },
+        Family {
+            name: "heavy_tails",
+            level: (1_000.0, 5_000.0),
+            sigma: (20.0, 80.0),
+            ..base
+        },
+        Family {
+            name: "negative_trend",
+            level: (-5.0, 5.0),
+            sigma: (0.2, 1.0),
+            trend: (-40.0, 40.0),
+            noise: Noise::Gaussian,
+            ..base
+        },
+        Family {
+            name: "tiny",
+            level: (0.001, 0.004),
+            sigma: (0.0002, 0.0006),
+            noise: Noise::Gaussian,
+            ..base
+        },
+        Family {
+            name: "daily_1m",
+            step_secs: 120,
+            level: (50.0, 80.0),
+            sigma: (1.0, 2.0),
+            amplitude: (6.0, 15.0),
+            season: Season::Daily,
+            ..base
+        },
+        Family {
+            name: "weekly_1h",
+            step_secs: 3600,
+            len: 3000,
+            level: (1_000.0, 2_000.0),
+            sigma: (20.0, 40.0),
+            amplitude: (3.0, 6.0),
+            season: Season::Weekly,
+            noise: Noise::Gaussian,
+            ..base
+        },
+        Family {
+            name: "counts_sparse",
+            level: (0.3, 1.0),
+            noise: Noise::Counts,
+            ..base
+        },
+        Family {
+            name: "counts_daily",
+            step_secs: 600,
+            level: (20.0, 60.0),
+            amplitude: (1.5, 3.0),
+            noise: Noise::Counts,
+            season: Season::Daily,
+            ..base
+        },
+        Family {
+            name: "latency",
+            level: (3.0, 6.0),
+            sigma: (0.2, 0.5),
+            noise: Noise::LogNormal,
+            ..base
+        },
+        Family {
+            name: "gauge",
+            level: (-10.0, 10.0),
+            sigma: (0.2, 0.6),
+            noise: Noise::Gauge { quantum: 0.1 },
+            flat_start: 0.3,
+            ..base
+        },
     ]
 }
 
@@ -257,7 +387,9 @@ fn draw(family: &Family, index: usize, rng: &mut Rng) -> Series {
     let amplitude = rng.range(family.amplitude.0, family.amplitude.1) * sigma;
     let trend = rng.range(family.trend.0, family.trend.1) * sigma;
     let start = 1_795_000_000 - 1_795_000_000 % (7 * DAY) + 4 * DAY; // a Monday 00:00
-    let times: Vec<i64> = (0..len as i64).map(|i| start + i * family.step_secs).collect();
+    let times: Vec<i64> = (0..len as i64)
+        .map(|i| start + i * family.step_secs)
+        .collect();
     let probation = len * 15 / 100;
 
     // Anomalies: every 5th series is clean; the others get 1–3.
@@ -343,7 +475,11 @@ fn draw(family: &Family, index: usize, rng: &mut Rng) -> Series {
             Season::Weekly => {
                 let weekday = ((t - start).rem_euclid(7 * DAY) / DAY) as usize;
                 let daily = (std::f64::consts::TAU * (day_phase - 0.3)).sin();
-                if weekday >= 5 { 0.3 * daily - 0.8 } else { daily }
+                if weekday >= 5 {
+                    0.3 * daily - 0.8
+                } else {
+                    daily
+                }
             }
         }
     };
@@ -442,8 +578,20 @@ mod tests {
         assert!(names(&a).iter().all(|n| !names(&b).contains(n)));
         // every kind occurs in each split
         for split in [&a, &b] {
-            for kind in ["spike", "dip", "level_shift", "variance", "stuck", "seasonal_break"] {
-                assert!(split.iter().any(|s| s.anomalies.iter().any(|(_, k)| k.name() == kind)), "{kind}");
+            for kind in [
+                "spike",
+                "dip",
+                "level_shift",
+                "variance",
+                "stuck",
+                "seasonal_break",
+            ] {
+                assert!(
+                    split
+                        .iter()
+                        .any(|s| s.anomalies.iter().any(|(_, k)| k.name() == kind)),
+                    "{kind}"
+                );
             }
         }
     }

@@ -41,8 +41,11 @@ fn main() {
                 println!("RESULT {key}={score:.1}");
                 println!("# {key}: threshold {threshold:.6}");
             }
-            logpipe_eval::report_kinds(&scored, &PROFILES[0], &format!("{} {}", d.name(), split.name()));
+            logpipe_eval::report_kinds(
+                &scored,
+                &PROFILES[0],
+                &format!("{} {}", d.name(), split.name()),
+            );
         }
     }
 }
-

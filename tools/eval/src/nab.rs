@@ -142,7 +142,10 @@ mod tests {
             name: "t".into(),
             times: (0..len as i64).collect(),
             values: vec![0.0; len],
-            anomalies: windows.iter().map(|w| (w.0, crate::generate::Kind::Spike)).collect(),
+            anomalies: windows
+                .iter()
+                .map(|w| (w.0, crate::generate::Kind::Spike))
+                .collect(),
             windows,
             probation: 10,
         }
@@ -172,7 +175,9 @@ mod tests {
         let (th, best) = sweep(
             &[Scored {
                 series: &s,
-                scores: (0..200).map(|i| if i == 50 || i == 120 { 0.9 } else { 0.1 }).collect(),
+                scores: (0..200)
+                    .map(|i| if i == 50 || i == 120 { 0.9 } else { 0.1 })
+                    .collect(),
             }],
             p,
         );
