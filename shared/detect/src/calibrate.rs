@@ -303,7 +303,7 @@ fn median(v: &mut [f64]) -> f64 {
     let mid = v.len() / 2;
     let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
     let m = *m;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         let lower = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (lower + m) / 2.0
     } else {

@@ -28,7 +28,7 @@ impl Detector for Logpipe {
         "logpipe"
     }
     fn score_series(&self, series: &Series) -> Vec<f64> {
-        let mut scorer = SeriesScorer::new(self.0.clone());
+        let mut scorer = SeriesScorer::new(self.0);
         series
             .times
             .iter()
