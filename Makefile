@@ -21,6 +21,7 @@ help:
 	@echo "make sam-deploy  sam build + sam deploy of infra/template.yaml (guided the first time)"
 	@echo "make deploy-smoke  cargo lambda deploy of every function into moto's Lambda (CI smoke test)"
 	@echo "make bench    benchmarks (RESULT lines)"
+	@echo "make eval     detector benchmark: labelled synthetic series, NAB scoring, vs an EWMA z-score (RESULT lines)"
 	@echo "make topics   apply infra/topics.json (creates what is missing, reports drift)"
 	@echo "make esm      local Kafka event source mappings into cargo lambda watch (Ctrl-C stops)"
 	@echo "make backtest score a history offline with the detectors (INPUT=file.csv|.jsonl ARGS=...)"
@@ -85,6 +86,12 @@ deploy-smoke: build
 
 bench: tools
 	$(CARGO) run --release -q -p logpipe-bench
+
+# NAB-style scores of the calibrated series scorer and a plain EWMA z-score
+# on generated labelled series (tools/eval); no services, a few seconds.
+.PHONY: eval
+eval:
+	$(CARGO) run --release -q -p logpipe-eval
 
 up: tools
 	@$(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- up

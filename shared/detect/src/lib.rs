@@ -7,6 +7,7 @@
 //! [`rate`], [`volume`]; messages feed [`drain`]; numeric fields feed
 //! [`outlier`]; all alerts pass through [`cooldown`].
 
+pub mod calibrate;
 pub mod cooldown;
 pub mod drain;
 pub mod engine;

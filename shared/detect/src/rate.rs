@@ -1,8 +1,16 @@
 //! Error-rate and HTTP 5xx-rate spikes per service per window.
 //!
-//! Alert when `rate ≥ max(min_rate, k × baseline)` and the window has at
-//! least `min_count` records (HTTP records for the 5xx rate). The baseline is
-//! an EWMA of the rate, updated only from non-alerting windows.
+//! Alert when the window has at least `min_count` records (HTTP records for
+//! the 5xx rate), its rate reaches the threshold `min(max(min_rate, k ×
+//! baseline), baseline + (1 − baseline) / 2)` (so a stream that is always
+//! 60 % errors alerts from 80 %, not never), its bad count is unlikely under
+//! the baseline (binomial tail ≤ `max_p_value`), and the entity's baseline
+//! has seen `warmup_windows` judged windows: a level seen for the first time
+//! is that stream's level, not an incident. The baseline is an EWMA of the
+//! rate: every window teaches it during warm-up, non-alerting windows with
+//! weight `alpha` afterwards, alerting ones with `alpha / 4` (so a lasting
+//! change becomes the new normal in a few dozen windows, while a short burst
+//! barely moves it).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Alert, Severity};
-use crate::stats::poisson_tail;
+use crate::stats::binomial_tail;
 use crate::window::ClosedWindow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +43,7 @@ pub struct RateConfig {
     pub min_rate: f64,
     pub min_count: u64,
     /// The window's bad count must also be this unlikely under the baseline
-    /// (Poisson tail probability): a handful of errors in a small window is
+    /// (binomial tail probability): a handful of errors in a small window is
     /// noise, not an incident. Bounds false alerts per clean window.
     #[serde(default = "default_max_p_value")]
     pub max_p_value: f64,
@@ -46,6 +54,18 @@ pub struct RateConfig {
     pub alpha: f64,
     /// Rate at or above which the alert is critical (else warning).
     pub critical_rate: f64,
+    /// Judged windows (≥ `min_count` records) an entity's baseline needs
+    /// before its rates may alert.
+    #[serde(default = "default_warmup_windows")]
+    pub warmup_windows: u64,
+}
+
+/// Default of [`RateConfig::warmup_windows`]: five windows (five minutes
+/// at the default width) learn a stream's own steady level.
+pub const DEFAULT_RATE_WARMUP_WINDOWS: u64 = 5;
+
+fn default_warmup_windows() -> u64 {
+    DEFAULT_RATE_WARMUP_WINDOWS
 }
 
 fn default_max_p_value() -> f64 {
@@ -66,6 +86,7 @@ impl Default for RateConfig {
             prior_rate: default_prior_rate(),
             alpha: 0.1,
             critical_rate: 0.25,
+            warmup_windows: DEFAULT_RATE_WARMUP_WINDOWS,
         }
     }
 }
@@ -76,6 +97,17 @@ pub struct RateDetector {
     /// EWMA baseline rate per service.
     pub error_baseline: BTreeMap<String, f64>,
     pub http_5xx_baseline: BTreeMap<String, f64>,
+    /// Judged windows behind each baseline, per kind (`error` / `http_5xx`
+    /// then `:` and the entity). Baselines saved without it are warm.
+    #[serde(default)]
+    pub windows_seen: BTreeMap<String, u64>,
+}
+
+fn seen_key(kind: RateKind, entity: &str) -> String {
+    match kind {
+        RateKind::Error => format!("error:{entity}"),
+        RateKind::Http5xx => format!("http_5xx:{entity}"),
+    }
 }
 
 impl RateDetector {
@@ -131,48 +163,63 @@ impl RateDetector {
             RateKind::Http5xx => &mut self.http_5xx_baseline,
         };
         let baseline = baselines.get(entity).copied();
-        let threshold = cfg.min_rate.max(cfg.k * baseline.unwrap_or(0.0));
+        let key = seen_key(kind, entity);
+        // a baseline stored before warm-up was counted is an old one: warm
+        let seen = match (self.windows_seen.get(&key), baseline) {
+            (Some(&n), _) => n,
+            (None, Some(_)) => cfg.warmup_windows,
+            (None, None) => 0,
+        };
+        let warm = baseline.is_some() && seen >= cfg.warmup_windows;
+        let b = baseline.unwrap_or(0.0);
+        let threshold = cfg.min_rate.max(cfg.k * b).min(b + (1.0 - b) / 2.0);
         let p0 = baseline
             .unwrap_or(cfg.prior_rate)
             .max(cfg.prior_rate)
             .min(0.99);
-        let unlikely = poisson_tail(bad, total as f64 * p0) <= cfg.max_p_value;
-        if rate >= threshold && unlikely {
-            let severity = if rate >= cfg.critical_rate {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            };
-            let what = match kind {
-                RateKind::Error => "error rate",
-                RateKind::Http5xx => "HTTP 5xx rate",
-            };
-            let mut a = Alert::new(
-                kind.detector(),
-                None,
-                severity,
-                entity,
-                window_start,
-                window_end,
-                rate,
-                format!(
-                    "{what} of {entity} is {:.1} % ({bad}/{total}), baseline {:.1} %, threshold {:.1} %",
-                    rate * 100.0,
-                    baseline.unwrap_or(0.0) * 100.0,
-                    threshold * 100.0
-                ),
-            );
-            a.expected = baseline;
-            a.threshold = Some(threshold);
-            a.sample_record_ids = samples.to_vec();
-            return Some(a);
+        let unlikely = binomial_tail(bad, total, p0) <= cfg.max_p_value;
+        let alerting = warm && rate >= threshold && unlikely;
+        let weight = if !warm {
+            1.0 / (seen + 1) as f64
+        } else if alerting {
+            cfg.alpha / 4.0
+        } else {
+            cfg.alpha
         }
-        let next = match baseline {
-            Some(b) => b + cfg.alpha.clamp(0.0, 1.0) * (rate - b),
-            None => rate,
+        .clamp(0.0, 1.0);
+        baselines.insert(entity.to_string(), b + weight * (rate - b));
+        self.windows_seen.insert(key, seen.saturating_add(1));
+        if !alerting {
+            return None;
+        }
+        let severity = if rate >= cfg.critical_rate {
+            Severity::Critical
+        } else {
+            Severity::Warning
         };
-        baselines.insert(entity.to_string(), next);
-        None
+        let what = match kind {
+            RateKind::Error => "error rate",
+            RateKind::Http5xx => "HTTP 5xx rate",
+        };
+        let mut a = Alert::new(
+            kind.detector(),
+            None,
+            severity,
+            entity,
+            window_start,
+            window_end,
+            rate,
+            format!(
+                "{what} of {entity} is {:.1} % ({bad}/{total}), baseline {:.1} %, threshold {:.1} %",
+                rate * 100.0,
+                b * 100.0,
+                threshold * 100.0
+            ),
+        );
+        a.expected = baseline;
+        a.threshold = Some(threshold);
+        a.sample_record_ids = samples.to_vec();
+        Some(a)
     }
 }
 
@@ -208,9 +255,9 @@ mod tests {
         let a = run(&mut det, &mut rng, 1000, 0.30, 200).expect("spike alert");
         assert_eq!(a.id, "error_rate:checkout:2026-11-22T16:40:00Z");
         assert_eq!(a.severity, Severity::Critical);
-        // the spike did not move the baseline
+        // the spike barely moved the baseline (alerting windows weigh α/4)
         let b = det.error_baseline["checkout"];
-        assert!(b < 0.02, "baseline {b}");
+        assert!(b < 0.025, "baseline {b}");
         // too few records: no alert even at 100 %
         assert!(run(&mut det, &mut rng, 1001, 1.0, 5).is_none());
     }
@@ -232,6 +279,40 @@ mod tests {
         assert!(run(&mut det, &mut rng, 2000, 0.40, 40).is_some());
     }
 
+    /// Six hours of one-minute windows of a stream that is always 60 %
+    /// `error` lines (80–120 records a window): no alert at all, from its
+    /// very first window on; a burst to 95 % is still found in its first
+    /// window.
+    #[test]
+    fn steady_high_error_share_is_normal_and_a_burst_is_still_found() {
+        let mut det = RateDetector::new(RateConfig::default());
+        let mut rng = Rng::new(17);
+        for i in 0..360 {
+            let n = 80 + rng.below(41);
+            assert!(run(&mut det, &mut rng, i, 0.6, n).is_none(), "window {i}");
+        }
+        let b = det.error_baseline["checkout"];
+        assert!((0.55..0.65).contains(&b), "baseline {b}");
+        let a = run(&mut det, &mut rng, 360, 0.95, 100).expect("burst alert");
+        assert!(a.threshold.is_some_and(|t| t <= 0.81), "{a:?}");
+    }
+
+    /// A lasting change becomes the new normal: 1 % → 30 % errors alerts
+    /// at once, then stops within 40 windows (checked: the last alert).
+    #[test]
+    fn lasting_rate_change_becomes_the_new_normal() {
+        let mut det = RateDetector::new(RateConfig::default());
+        let mut rng = Rng::new(23);
+        for i in 0..100 {
+            run(&mut det, &mut rng, i, 0.01, 200);
+        }
+        let alerting: Vec<i64> = (100..300)
+            .filter(|&i| run(&mut det, &mut rng, i, 0.30, 200).is_some())
+            .collect();
+        assert_eq!(alerting.first(), Some(&100));
+        assert!(alerting.last().is_some_and(|&l| l < 140), "{alerting:?}");
+    }
+
     #[test]
     fn http_5xx_from_closed_window() {
         use crate::testutil::http;
@@ -244,6 +325,21 @@ mod tests {
         }
         let closed = w.close_until(t0 + Duration::minutes(1));
         let mut det = RateDetector::new(RateConfig::default());
+        // a never-seen entity does not alert on its first windows ...
+        assert!(
+            RateDetector::new(RateConfig::default())
+                .observe_window(&closed[0])
+                .is_empty()
+        );
+        // ... and once warm on clean windows, the 25 % window does
+        let mut rng = Rng::new(1);
+        for i in 0..DEFAULT_RATE_WARMUP_WINDOWS as i64 {
+            let ws = t0 + Duration::minutes(i + 1);
+            for kind in [RateKind::Error, RateKind::Http5xx] {
+                let bad = (0..40).filter(|_| rng.uniform() < 0.01).count() as u64;
+                det.observe(kind, "web", ws, ws + Duration::minutes(1), bad, 40, &[]);
+            }
+        }
         let alerts = det.observe_window(&closed[0]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].detector, "http_5xx_rate");

@@ -56,6 +56,29 @@ pub fn poisson_tail(k: u64, lambda: f64) -> f64 {
     sum.min(1.0)
 }
 
+/// `P(X ≥ k)` for `X ~ Binomial(n, p)`: the Poisson tail while `p` is
+/// small (where it is the better approximation), the normal approximation
+/// with continuity correction above 10 % (the Poisson tail, whose variance
+/// is `np` instead of `np(1 − p)`, would call a burst from 60 % to 95 %
+/// errors ordinary).
+pub fn binomial_tail(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let mean = n as f64 * p;
+    if p < 0.1 {
+        return poisson_tail(k, mean);
+    }
+    let sd = (mean * (1.0 - p)).sqrt();
+    crate::calibrate::normal_tail((k as f64 - 0.5 - mean) / sd)
+}
+
 /// Maps a |z| score into `[0, 1]`: 0 at z = 0, 0.5 at the threshold, → 1.
 pub fn score(z_abs: f64, threshold: f64) -> f64 {
     if !z_abs.is_finite() {
@@ -83,6 +106,18 @@ mod tests {
                 .sum::<f64>();
         assert!((poisson_tail(5, 0.75) - direct).abs() < 1e-9);
         assert!(poisson_tail(27, 1.2) < 1e-20 && poisson_tail(27, 1.2) > 0.0);
+    }
+
+    #[test]
+    fn binomial_tail_is_poisson_for_small_p_and_normal_above() {
+        assert_eq!(binomial_tail(5, 100, 0.01), poisson_tail(5, 1.0));
+        // P(X ≥ 60 | 100, 0.6) ≈ 0.54; P(X ≥ 95 | 100, 0.6) is tiny
+        assert!((binomial_tail(60, 100, 0.6) - 0.54).abs() < 0.02);
+        assert!(binomial_tail(95, 100, 0.6) < 1e-10);
+        assert_eq!(
+            (binomial_tail(0, 5, 0.5), binomial_tail(6, 5, 0.5)),
+            (1.0, 0.0)
+        );
     }
 
     #[test]

@@ -1,35 +1,62 @@
-//! Volume per entity per window against a seasonal (hour-of-week) baseline.
+//! Volume per entity per window, scored by a calibrated seasonal
+//! [`SeriesScorer`] (see [`crate::calibrate`]).
 //!
-//! Each entity has 168 hour-of-week slots and a global estimate, all
-//! [`EwmaVar`]s. A slot is used once it has `min_slot_samples`; before that
-//! the global estimate is. The band is `mean ± z·σ` where σ is at least the
-//! Poisson floor `√mean` (and 1). Alerting windows update the baseline with
-//! the value clamped to the band edge, so a lasting level shift is learned
-//! slowly instead of never.
+//! Each entity's window counts go through one scorer with its hour-of-day
+//! / hour-of-week profile and a Poisson floor on the spread (`√expected /
+//! 2`): the prediction's `anomaly_score` is the calibrated score (0 during
+//! warm-up). A window alerts when the entity has `warmup_windows` windows
+//! of history, the score reaches `alert_score`, the count lies outside
+//! `expected ± z` robust σ and differs from the expected count by at
+//! least `min_abs_deviation`. Nothing is winsorized: a lasting level shift
+//! becomes the new normal within the scorer's window (24 windows).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::calibrate::{BAND_Z, DEFAULT_ALERT_SCORE, SeriesScorer, SeriesScorerConfig};
 use crate::model::{Alert, Prediction, SCHEMA_VERSION, Severity, alert_id};
-use crate::stats::{EwmaVar, score};
 
 pub const DETECTOR: &str = "volume";
-pub const MODEL: &str = "seasonal_ewma";
-pub const MODEL_VERSION: &str = "1";
+pub const MODEL: &str = "calibrated_seasonal";
+pub const MODEL_VERSION: &str = "2";
+
+fn default_alert_score() -> f64 {
+    DEFAULT_ALERT_SCORE
+}
+
+fn default_counts() -> bool {
+    true
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VolumeConfig {
+    /// Band half-width in robust σ: the count must lie outside it to alert.
     pub z: f64,
+    /// Kept for stored configurations (the scorer sets the memory).
+    #[serde(default)]
     pub alpha: f64,
+    #[serde(default)]
     pub slot_alpha: f64,
+    /// Kept for stored configurations (see `seasonality`).
+    #[serde(default)]
     pub min_slot_samples: u64,
-    /// No alerts before the global estimate has this many windows.
+    /// No alerts before the entity has this many windows of history.
     pub warmup_windows: u64,
     pub min_abs_deviation: f64,
     /// |z| at or above which the alert is critical.
     pub critical_z: f64,
+    /// Calibrated score (in `[0, 1]`) at or above which a window alerts.
+    #[serde(default = "default_alert_score")]
+    pub alert_score: f64,
+    /// Learn the hour-of-day / hour-of-week profile.
+    #[serde(default = "default_counts")]
+    pub seasonality: bool,
+    /// Values are counts (Poisson floor on the spread); off for arbitrary
+    /// numeric series (negative and fractional values are fine either way).
+    #[serde(default = "default_counts")]
+    pub counts: bool,
 }
 
 impl Default for VolumeConfig {
@@ -42,15 +69,29 @@ impl Default for VolumeConfig {
             warmup_windows: 30,
             min_abs_deviation: 10.0,
             critical_z: 6.0,
+            alert_score: DEFAULT_ALERT_SCORE,
+            seasonality: true,
+            counts: true,
         }
     }
 }
 
+impl VolumeConfig {
+    fn scorer(&self) -> SeriesScorerConfig {
+        SeriesScorerConfig {
+            seasonality: self.seasonality,
+            counts: self.counts,
+            ..SeriesScorerConfig::default()
+        }
+    }
+}
+
+/// One entity's baseline. (States saved before calibration carried
+/// `global` and `slots` instead; they are ignored and learning restarts.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntityBaseline {
-    pub global: EwmaVar,
-    /// Hour of week (0 = Monday 00h … 167) → estimate.
-    pub slots: BTreeMap<u16, EwmaVar>,
+    #[serde(default)]
+    pub scorer: SeriesScorer,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,27 +120,40 @@ impl VolumeDetector {
         window_end: DateTime<Utc>,
         count: u64,
     ) -> (Prediction, Option<Alert>) {
+        self.observe_value(entity, window_start, window_end, count as f64)
+    }
+
+    /// [`VolumeDetector::observe`] for any finite value (the backtest CLI's
+    /// numeric series: negative and fractional values are ordinary).
+    pub fn observe_value(
+        &mut self,
+        entity: &str,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+        actual: f64,
+    ) -> (Prediction, Option<Alert>) {
         let cfg = self.config;
         let base = self.entities.entry(entity.to_string()).or_default();
-        let slot_key = hour_of_week(window_start);
-        let est = match base.slots.get(&slot_key) {
-            Some(s) if s.n >= cfg.min_slot_samples => s.clone(),
-            _ => base.global.clone(),
-        };
-        let actual = count as f64;
-        let warm = base.global.n >= cfg.warmup_windows;
-        let mean = est.mean.max(0.0);
-        let sigma = est.std().max(mean.sqrt()).max(1.0);
-        let lower = (mean - cfg.z * sigma).max(0.0);
-        let upper = mean + cfg.z * sigma;
-        let z_abs = if est.n == 0 {
-            0.0
+        base.scorer.config = cfg.scorer();
+        let v = base.scorer.score_then_learn(window_start, actual);
+        let warm = v.samples >= cfg.warmup_windows;
+        let sigma = (v.upper - v.expected) / BAND_Z;
+        let mean = if cfg.counts {
+            v.expected.max(0.0)
         } else {
-            (actual - mean).abs() / sigma
+            v.expected
         };
+        let (mut lower, upper) = (mean - cfg.z * sigma, mean + cfg.z * sigma);
+        if cfg.counts {
+            lower = lower.max(0.0);
+        }
+        let z_abs = v.z.abs();
+        let score = if warm { v.score } else { 0.0 };
         let outside = actual < lower || actual > upper;
-        let alerting =
-            warm && est.n > 0 && outside && (actual - mean).abs() >= cfg.min_abs_deviation;
+        let alerting = warm
+            && score >= cfg.alert_score
+            && outside
+            && (actual - mean).abs() >= cfg.min_abs_deviation;
 
         let prediction = Prediction {
             schema_version: SCHEMA_VERSION,
@@ -112,7 +166,7 @@ impl VolumeDetector {
             lower,
             upper,
             actual,
-            anomaly_score: if warm { score(z_abs, cfg.z) } else { 0.0 },
+            anomaly_score: score,
             model: MODEL.to_string(),
             model_version: MODEL_VERSION.to_string(),
         };
@@ -133,24 +187,13 @@ impl VolumeDetector {
                 window_end,
                 actual,
                 format!(
-                    "record volume of {entity} is {count}, {dir} the expected band {lower:.0}–{upper:.0} (expected {mean:.0}, z = {z_abs:.1})"
+                    "record volume of {entity} is {actual}, {dir} the expected band {lower:.0}–{upper:.0} (expected {mean:.0}, z = {z_abs:.1}, score {score:.4})"
                 ),
             );
             a.expected = Some(mean);
             a.threshold = Some(if actual > upper { upper } else { lower });
             a
         });
-
-        let learn = if alerting {
-            actual.clamp(lower, upper)
-        } else {
-            actual
-        };
-        base.global.update(learn, cfg.alpha);
-        base.slots
-            .entry(slot_key)
-            .or_default()
-            .update(learn, cfg.slot_alpha);
         (prediction, alert)
     }
 }
@@ -208,9 +251,9 @@ mod tests {
 
         let json = serde_json::to_string(&det).unwrap();
         let back: VolumeDetector = serde_json::from_str(&json).unwrap();
-        let (g1, g2) = (&back.entities["api"].global, &det.entities["api"].global);
-        assert_eq!((g1.n, back.entities["api"].slots.len()), (g2.n, 168));
-        assert!((g1.mean - g2.mean).abs() < 1e-9);
+        let (g1, g2) = (&back.entities["api"].scorer, &det.entities["api"].scorer);
+        assert_eq!((g1.n, g1.seasonal.weekly.len()), (g2.n, 168));
+        assert!((g1.long_spread - g2.long_spread).abs() < 1e-9);
     }
 
     #[test]
