@@ -357,3 +357,148 @@ pub fn set_token<C: ClientContext>(client: &Client<C>, token: &IamToken) -> Resu
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::collections::HashMap;
+
+    fn static_source(region: &str) -> IamTokenSource {
+        let credentials = Credentials::from_keys("AKIDEXAMPLE", "secret", None);
+        IamTokenSource::new(region, SharedCredentialsProvider::new(credentials)).unwrap()
+    }
+
+    fn decode(token: &IamToken) -> url::Url {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token.value)
+            .unwrap();
+        url::Url::parse(&String::from_utf8(bytes).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_is_a_presigned_connect_request_for_the_region() {
+        let token = static_source("eu-west-1").token().await.unwrap();
+        let url = decode(&token);
+        assert_eq!(url.host_str(), Some("kafka.eu-west-1.amazonaws.com"));
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["Action"], "kafka-cluster:Connect");
+        assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
+        assert!(q["X-Amz-Credential"].starts_with("AKIDEXAMPLE/"));
+        assert!(q["X-Amz-Credential"].contains("/eu-west-1/kafka-cluster/"));
+        let expires: i64 = q["X-Amz-Expires"].parse().unwrap();
+        assert!(expires > 0);
+        assert!(token.expires_at_ms > epoch_ms(SystemTime::now()));
+    }
+
+    #[tokio::test]
+    async fn the_expiry_is_the_credentials_when_they_end_first() {
+        let soon = SystemTime::now() + Duration::from_secs(400);
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("session".into()),
+            Some(soon),
+            "test",
+        );
+        let source =
+            IamTokenSource::new("us-east-1", SharedCredentialsProvider::new(credentials)).unwrap();
+        let token = source.token().await.unwrap();
+        assert_eq!(token.expires_at_ms, epoch_ms(soon));
+    }
+
+    #[test]
+    fn region_comes_from_aws_region_then_the_default() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            region_from(env(&[
+                ("AWS_REGION", "eu-west-1"),
+                ("AWS_DEFAULT_REGION", "us-east-1")
+            ]))
+            .unwrap(),
+            "eu-west-1"
+        );
+        assert_eq!(
+            region_from(env(&[
+                ("AWS_REGION", " "),
+                ("AWS_DEFAULT_REGION", "us-east-1")
+            ]))
+            .unwrap(),
+            "us-east-1"
+        );
+        assert_eq!(region_from(env(&[])), Err(IamError::MissingRegion));
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_name_the_sources_tried() {
+        // What the default chain answers when no source has credentials.
+        #[derive(Debug)]
+        struct Nothing;
+        impl ProvideCredentials for Nothing {
+            fn provide_credentials<'a>(
+                &'a self,
+            ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                    CredentialsError::not_loaded("no providers in chain provided credentials"),
+                ))
+            }
+        }
+        let source =
+            IamTokenSource::new("us-east-1", SharedCredentialsProvider::new(Nothing)).unwrap();
+        let err = source.token().await.unwrap_err();
+        assert!(matches!(err, IamError::MissingCredentials { .. }), "{err}");
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        for source in ["AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "IMDS"] {
+            assert!(text.contains(source), "{text}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_iam_client_takes_the_contexts_token() {
+        let context = AuthContext::iam(static_source("us-east-1"));
+        // The rdkafka callback itself.
+        let token = context.generate_oauth_token(None).unwrap();
+        assert!(
+            decode(&IamToken {
+                value: token.token.clone(),
+                expires_at_ms: 0
+            })
+            .query_pairs()
+            .any(|(k, v)| k == "Action" && v == "kafka-cluster:Connect")
+        );
+        assert!(token.lifetime_ms > epoch_ms(SystemTime::now()));
+        // A real librdkafka client in OAUTHBEARER mode accepts it (no broker
+        // is contacted: set_token only checks the token and its expiry).
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("security.protocol", "sasl_plaintext")
+            .set("sasl.mechanism", "OAUTHBEARER");
+        let producer: BaseConsumer<AuthContext> =
+            config.create_with_context(context.clone()).unwrap();
+        context.prime_async(producer.client()).await.unwrap();
+        // An expired token is refused by librdkafka: set_token really ran.
+        let expired = IamToken {
+            value: token.token,
+            expires_at_ms: 1,
+        };
+        assert!(matches!(
+            set_token(producer.client(), &expired),
+            Err(IamError::SetToken(_))
+        ));
+        // Without IAM the callback refuses instead of sending a bogus token.
+        assert!(AuthContext::none().generate_oauth_token(None).is_err());
+    }
+}

@@ -457,4 +457,47 @@ mod tests {
             assert!(err.0.contains(key) && err.0.contains(value), "{err}");
         }
     }
+
+    #[test]
+    fn msk_iam_mode_and_its_errors() {
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b-1.msk:9098"),
+            ("KAFKA_SASL_MECHANISM", "aws_msk_iam"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(s.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(
+            s.credentials,
+            SaslCredentials::AwsIam {
+                region: "eu-west-1".into()
+            }
+        );
+        let c = s.client_config(None).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        assert_eq!(c.get("sasl.username"), None);
+        let err = |vars: &[(&str, &str)]| settings(vars).unwrap_err().0;
+        let iam = [
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9098"),
+            ("KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
+        ];
+        assert!(err(&iam).contains("AWS_REGION"));
+        let plain = [
+            iam[0],
+            iam[1],
+            ("AWS_REGION", "us-east-1"),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+        ];
+        assert!(err(&plain).contains("SASL_SSL"));
+        let secret = [
+            iam[0],
+            iam[1],
+            ("AWS_REGION", "us-east-1"),
+            ("KAFKA_SECRET_ARN", "arn:x"),
+        ];
+        assert!(err(&secret).contains("KAFKA_SECRET_ARN"));
+        let unknown = [iam[0], ("KAFKA_SASL_MECHANISM", "GSSAPI")];
+        assert!(err(&unknown).contains("AWS_MSK_IAM"));
+    }
 }
