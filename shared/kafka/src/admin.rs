@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use logpipe_schema::catalog::{Catalog, TopicStatus, drift};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+
+use crate::auth::AuthContext;
+use crate::client::KafkaClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -23,16 +24,22 @@ pub enum AdminError {
 /// Applies `catalog`. `replication_override` replaces every topic's
 /// replication factor (a single local broker has only 1).
 pub async fn apply_catalog(
-    config: &ClientConfig,
+    client: impl Into<KafkaClientConfig>,
     catalog: &Catalog,
     replication_override: Option<i32>,
 ) -> Result<Vec<TopicStatus>, AdminError> {
-    let servers = config
-        .get("bootstrap.servers")
-        .unwrap_or_default()
-        .to_string();
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
+    let client: KafkaClientConfig = client.into();
+    let servers = client.bootstrap_servers().to_string();
+    let admin: AdminClient<AuthContext> = client
+        .config
+        .create_with_context(client.context.clone())
+        .map_err(|e| AdminError::Client(e.to_string()))?;
+    // An admin client never serves token refreshes, so it gets its token
+    // here (it lives for one command, well within the token's lifetime).
+    client
+        .context
+        .prime_async(admin.inner())
+        .await
         .map_err(|e| AdminError::Client(e.to_string()))?;
     // A blocking call, acceptable in an admin command (not a function).
     let metadata = admin
@@ -128,7 +135,7 @@ pub async fn apply_catalog(
 /// Topic configs the broker reports; topics it cannot describe are left
 /// out (their config is then not compared).
 async fn describe_configs(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<AuthContext>,
     topics: &[&str],
     opts: &AdminOptions,
 ) -> BTreeMap<String, BTreeMap<String, String>> {

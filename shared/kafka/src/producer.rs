@@ -9,13 +9,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
-use logpipe_secrets::{KafkaSecret, SecretsCache};
+use logpipe_secrets::SecretsCache;
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::statistics::Statistics;
 
+use crate::auth::AuthContext;
+use crate::client::{auth_context, read_secret};
 use crate::settings::{KafkaSettings, SaslCredentials};
 
 /// One message to publish.
@@ -233,12 +236,26 @@ struct WatchState {
     refused: AtomicBool,
 }
 
+/// The producer's context: the [`WatchState`] it feeds, and the
+/// [`AuthContext`] that signs MSK IAM tokens (when IAM is configured).
 #[derive(Clone)]
-struct Watch(Arc<WatchState>);
+struct Watch {
+    state: Arc<WatchState>,
+    auth: AuthContext,
+}
 
 impl ClientContext for Watch {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = AuthContext::ENABLE_REFRESH_OAUTH_TOKEN;
+
+    fn generate_oauth_token(
+        &self,
+        oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.auth.generate_oauth_token(oauthbearer_config)
+    }
+
     fn stats(&self, statistics: Statistics) {
-        let state = &self.0;
+        let state = &self.state;
         if let Some(eos) = statistics.eos {
             let last = state.last_epoch.swap(eos.producer_epoch, Ordering::Relaxed);
             // -1 until a producer id is assigned; a wrap counts as one.
@@ -267,6 +284,8 @@ struct Current {
 pub struct Publisher {
     settings: KafkaSettings,
     secrets: Option<Arc<SecretsCache>>,
+    /// Kept across rebuilds (the IAM token source caches credentials).
+    auth: AuthContext,
     message_timeout: Duration,
     current: RwLock<Current>,
 }
@@ -285,19 +304,24 @@ struct Attempt {
 }
 
 impl Publisher {
-    /// Builds the producer (reading the SASL secret when one is configured).
-    /// `message_timeout` bounds how long a message may wait for the broker;
-    /// keep it well under the function timeout.
+    /// Builds the producer (reading the SASL secret when one is configured,
+    /// checking the AWS credentials in MSK IAM mode). `message_timeout`
+    /// bounds how long a message may wait for the broker; keep it well
+    /// under the function timeout.
     pub async fn new(
         settings: KafkaSettings,
         secrets: Option<Arc<SecretsCache>>,
         message_timeout: Duration,
     ) -> Result<Self, PublishError> {
+        let auth = auth_context(&settings)
+            .await
+            .map_err(|e| PublishError::Config(e.to_string()))?;
         let (producer, watch) =
-            build_producer(&settings, secrets.as_deref(), message_timeout, false).await?;
+            build_producer(&settings, &auth, secrets.as_deref(), message_timeout, false).await?;
         Ok(Self {
             settings,
             secrets,
+            auth,
             message_timeout,
             current: RwLock::new(Current {
                 generation: 0,
@@ -459,6 +483,7 @@ impl Publisher {
             refresh_secret && matches!(self.settings.credentials, SaslCredentials::Secret { .. });
         match build_producer(
             &self.settings,
+            &self.auth,
             self.secrets.as_deref(),
             self.message_timeout,
             refresh_secret,
@@ -648,24 +673,14 @@ fn out_message(failed: &OwnedMessage) -> OutMessage {
 
 async fn build_producer(
     settings: &KafkaSettings,
+    auth: &AuthContext,
     secrets: Option<&SecretsCache>,
     message_timeout: Duration,
     refresh_secret: bool,
 ) -> Result<(Inner, Arc<WatchState>), PublishError> {
-    let secret: Option<KafkaSecret> = match (&settings.credentials, secrets) {
-        (SaslCredentials::Secret { arn }, Some(cache)) => Some(
-            cache
-                .get_json(arn, refresh_secret)
-                .await
-                .map_err(|e| PublishError::Config(e.to_string()))?,
-        ),
-        (SaslCredentials::Secret { arn }, None) => {
-            return Err(PublishError::Config(format!(
-                "KAFKA_SECRET_ARN={arn} is set but no Secrets Manager client was given"
-            )));
-        }
-        _ => None,
-    };
+    let secret = read_secret(settings, secrets, refresh_secret)
+        .await
+        .map_err(|e| PublishError::Config(e.to_string()))?;
     let mut config = settings
         .client_config(secret.as_ref())
         .map_err(|e| PublishError::Config(e.to_string()))?;
@@ -694,8 +709,15 @@ async fn build_producer(
         last_epoch: AtomicI64::new(-1),
         ..WatchState::default()
     });
-    let producer = config
-        .create_with_context(Watch(watch.clone()))
+    let producer: Inner = config
+        .create_with_context(Watch {
+            state: watch.clone(),
+            auth: auth.clone(),
+        })
+        .map_err(|e| PublishError::Config(e.to_string()))?;
+    // The first token now, not when the polling thread gets to it.
+    auth.prime_async(producer.client())
+        .await
         .map_err(|e| PublishError::Config(e.to_string()))?;
     Ok((producer, watch))
 }

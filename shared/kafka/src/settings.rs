@@ -4,8 +4,9 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `KAFKA_BOOTSTRAP_SERVERS` | `host:port,...` (required) |
-//! | `KAFKA_SECURITY_PROTOCOL` | `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` |
-//! | `KAFKA_SASL_MECHANISM` | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` (default for SASL) |
+//! | `KAFKA_SECURITY_PROTOCOL` | `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT`, `SASL_SSL` (default with `AWS_MSK_IAM`) |
+//! | `KAFKA_SASL_MECHANISM` | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` (default for SASL), `AWS_MSK_IAM` |
+//! | `AWS_REGION`, `AWS_DEFAULT_REGION` | with `AWS_MSK_IAM`: the region tokens are signed for (first one set) |
 //! | `KAFKA_SECRET_ARN` | secret `{username,password}` for SASL |
 //! | `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` | SASL credentials without a secret (local use) |
 //! | `KAFKA_SSL_CA_LOCATION` | CA bundle to verify brokers (default: system store) |
@@ -17,6 +18,8 @@
 
 use logpipe_secrets::KafkaSecret;
 use rdkafka::ClientConfig;
+
+use crate::auth::{IAM_MECHANISM, region_from};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
@@ -124,8 +127,18 @@ fn bounded(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaslCredentials {
     None,
-    Inline { username: String, password: String },
-    Secret { arn: String },
+    Inline {
+        username: String,
+        password: String,
+    },
+    Secret {
+        arn: String,
+    },
+    /// MSK IAM (`KAFKA_SASL_MECHANISM=AWS_MSK_IAM`): OAUTHBEARER tokens
+    /// signed for `region` with the default AWS credential chain.
+    AwsIam {
+        region: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,32 +173,51 @@ impl KafkaSettings {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let bootstrap_servers = get("KAFKA_BOOTSTRAP_SERVERS")
             .ok_or_else(|| SettingsError("KAFKA_BOOTSTRAP_SERVERS is not set".into()))?;
-        let protocol = match get("KAFKA_SECURITY_PROTOCOL") {
-            Some(p) => SecurityProtocol::parse(&p)?,
-            None => SecurityProtocol::Plaintext,
-        };
         let sasl_mechanism = get("KAFKA_SASL_MECHANISM")
-            .map(|m| m.to_ascii_uppercase())
+            .map(|m| m.trim().to_ascii_uppercase())
             .unwrap_or_else(|| "SCRAM-SHA-512".into());
-        if !matches!(
-            sasl_mechanism.as_str(),
-            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
-        ) {
+        let iam = sasl_mechanism == IAM_MECHANISM;
+        if !iam
+            && !matches!(
+                sasl_mechanism.as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            )
+        {
             return Err(SettingsError(format!(
-                "KAFKA_SASL_MECHANISM={sasl_mechanism:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                "KAFKA_SASL_MECHANISM={sasl_mechanism:?}: expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or {IAM_MECHANISM}"
             )));
         }
+        let protocol = match get("KAFKA_SECURITY_PROTOCOL") {
+            Some(p) => SecurityProtocol::parse(&p)?,
+            // MSK's IAM listener is TLS only.
+            None if iam => SecurityProtocol::SaslSsl,
+            None => SecurityProtocol::Plaintext,
+        };
         let credentials = match (
             get("KAFKA_SECRET_ARN"),
             get("KAFKA_SASL_USERNAME"),
             get("KAFKA_SASL_PASSWORD"),
         ) {
+            (None, None, None) if iam => SaslCredentials::AwsIam {
+                region: region_from(get).map_err(|e| SettingsError(e.to_string()))?,
+            },
+            _ if iam => {
+                return Err(SettingsError(format!(
+                    "KAFKA_SASL_MECHANISM={IAM_MECHANISM} signs with the AWS credentials: unset KAFKA_SECRET_ARN, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                )));
+            }
             (Some(arn), _, _) => SaslCredentials::Secret { arn },
             (None, Some(username), Some(password)) => {
                 SaslCredentials::Inline { username, password }
             }
             _ => SaslCredentials::None,
         };
+        if iam && protocol != SecurityProtocol::SaslSsl {
+            return Err(SettingsError(format!(
+                "KAFKA_SASL_MECHANISM={IAM_MECHANISM} needs KAFKA_SECURITY_PROTOCOL=SASL_SSL (MSK's IAM listener, port 9098, is TLS only), not {}",
+                protocol.as_str().to_ascii_uppercase()
+            )));
+        }
         if protocol.uses_sasl() && credentials == SaslCredentials::None {
             return Err(SettingsError(format!(
                 "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SECRET_ARN or KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD",
@@ -254,7 +286,10 @@ impl KafkaSettings {
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", &self.client_id)
             .set("security.protocol", self.protocol.as_str());
-        if self.protocol.uses_sasl() {
+        if let SaslCredentials::AwsIam { .. } = self.credentials {
+            // The token comes from the client context (crate::auth).
+            c.set("sasl.mechanism", "OAUTHBEARER");
+        } else if self.protocol.uses_sasl() {
             let (user, pass) = match (&self.credentials, secret) {
                 (SaslCredentials::Inline { username, password }, _) => (username, password),
                 (SaslCredentials::Secret { .. }, Some(s)) => (&s.username, &s.password),
@@ -263,7 +298,7 @@ impl KafkaSettings {
                         "the Kafka secret {arn} was not read"
                     )));
                 }
-                (SaslCredentials::None, _) => {
+                (SaslCredentials::None | SaslCredentials::AwsIam { .. }, _) => {
                     return Err(SettingsError("SASL needs credentials".into()));
                 }
             };
@@ -421,5 +456,48 @@ mod tests {
             let err = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "b"), (key, value)]).unwrap_err();
             assert!(err.0.contains(key) && err.0.contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn msk_iam_mode_and_its_errors() {
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b-1.msk:9098"),
+            ("KAFKA_SASL_MECHANISM", "aws_msk_iam"),
+            ("AWS_REGION", "eu-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(s.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(
+            s.credentials,
+            SaslCredentials::AwsIam {
+                region: "eu-west-1".into()
+            }
+        );
+        let c = s.client_config(None).unwrap();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        assert_eq!(c.get("sasl.username"), None);
+        let err = |vars: &[(&str, &str)]| settings(vars).unwrap_err().0;
+        let iam = [
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9098"),
+            ("KAFKA_SASL_MECHANISM", "AWS_MSK_IAM"),
+        ];
+        assert!(err(&iam).contains("AWS_REGION"));
+        let plain = [
+            iam[0],
+            iam[1],
+            ("AWS_REGION", "us-east-1"),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+        ];
+        assert!(err(&plain).contains("SASL_SSL"));
+        let secret = [
+            iam[0],
+            iam[1],
+            ("AWS_REGION", "us-east-1"),
+            ("KAFKA_SECRET_ARN", "arn:x"),
+        ];
+        assert!(err(&secret).contains("KAFKA_SECRET_ARN"));
+        let unknown = [iam[0], ("KAFKA_SASL_MECHANISM", "GSSAPI")];
+        assert!(err(&unknown).contains("AWS_MSK_IAM"));
     }
 }

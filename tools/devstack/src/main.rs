@@ -162,18 +162,15 @@ async fn topics(args: &[String]) -> Result<()> {
             if let Some(b) = bootstrap {
                 settings.bootstrap_servers = b;
             }
-            let secret = match &settings.credentials {
-                logpipe_kafka::settings::SaslCredentials::Secret { arn } => Some(
-                    logpipe_secrets::SecretsCache::from_env()
-                        .await
-                        .get_json(arn, false)
-                        .await?,
-                ),
+            let secrets = match &settings.credentials {
+                logpipe_kafka::settings::SaslCredentials::Secret { .. } => {
+                    Some(logpipe_secrets::SecretsCache::from_env().await)
+                }
                 _ => None,
             };
-            let config = settings.client_config(secret.as_ref())?;
+            let client = settings.client(secrets.as_ref()).await?;
             logpipe_kafka::admin::apply_catalog(
-                &config,
+                &client,
                 &logpipe_devstack::load_catalog()?,
                 replication,
             )
@@ -260,17 +257,18 @@ async fn health(args: &[String]) -> Result<()> {
     let secrets = || logpipe_secrets::SecretsCache::from_env();
     let kafka = if std::env::var_os("KAFKA_BOOTSTRAP_SERVERS").is_some() {
         let settings = logpipe_kafka::KafkaSettings::from_env("logpipe-health")?;
-        let secret = match &settings.credentials {
-            logpipe_kafka::settings::SaslCredentials::Secret { arn } => {
-                Some(secrets().await.get_json(arn, false).await?)
-            }
+        let cache = match &settings.credentials {
+            logpipe_kafka::settings::SaslCredentials::Secret { .. } => Some(secrets().await),
             _ => None,
         };
-        settings.client_config(secret.as_ref())?
+        settings.client(cache.as_ref()).await?
     } else {
         let servers = from_state("bootstrap_servers")
             .context("set KAFKA_BOOTSTRAP_SERVERS or start the local stack (`make up`)")?;
-        logpipe_kafka::KafkaSettings::plaintext(&servers, "logpipe-health").client_config(None)?
+        logpipe_kafka::KafkaClientConfig::new(
+            logpipe_kafka::KafkaSettings::plaintext(&servers, "logpipe-health")
+                .client_config(None)?,
+        )
     };
     let db_settings = if std::env::var_os("DATABASE_URL").is_some()
         || std::env::var_os("DB_SECRET_ARN").is_some()

@@ -10,6 +10,7 @@ use logpipe_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use logpipe_kafka::rdkafka::error::KafkaError;
 use logpipe_kafka::rdkafka::message::Message;
 use logpipe_kafka::rdkafka::{Offset, TopicPartitionList};
+use logpipe_kafka::{AuthContext, KafkaClientConfig};
 
 use crate::HealthError;
 
@@ -31,33 +32,34 @@ pub struct LogBounds {
 /// offset-reading consumer per group. None of them subscribes or commits.
 pub struct Broker {
     servers: String,
-    probe: BaseConsumer,
-    groups: BTreeMap<String, BaseConsumer>,
+    probe: BaseConsumer<AuthContext>,
+    groups: BTreeMap<String, BaseConsumer<AuthContext>>,
     timeout: Duration,
 }
 
 impl Broker {
     pub fn connect(
-        base: &ClientConfig,
+        base: &KafkaClientConfig,
         groups: &[String],
         timeout: Duration,
     ) -> Result<Self, HealthError> {
-        let servers = base
-            .get("bootstrap.servers")
-            .unwrap_or_default()
-            .to_string();
-        let probe = reader(base, "logpipe-health-probe")
-            // Scans must see where a partition ends.
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "latest")
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .map_err(|e| HealthError::Client(e.to_string()))?;
+        let servers = base.bootstrap_servers().to_string();
+        // Blocking context: `create` hands each consumer its first MSK IAM
+        // token (in IAM mode) before it is used.
+        let consume = |config: &ClientConfig| {
+            base.create(config, BaseConsumer::client)
+                .map_err(|e| HealthError::Client(e.to_string()))
+        };
+        let probe = consume(
+            reader(&base.config, "logpipe-health-probe")
+                // Scans must see where a partition ends.
+                .set("enable.partition.eof", "true")
+                .set("auto.offset.reset", "latest")
+                .set("fetch.wait.max.ms", "100"),
+        )?;
         let mut by_group = BTreeMap::new();
         for group in groups {
-            let consumer: BaseConsumer = reader(base, group)
-                .create()
-                .map_err(|e| HealthError::Client(e.to_string()))?;
+            let consumer = consume(&reader(&base.config, group))?;
             by_group.insert(group.clone(), consumer);
         }
         Ok(Self {

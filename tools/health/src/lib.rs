@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use logpipe_kafka::KafkaClientConfig;
+#[cfg(doc)]
 use logpipe_kafka::rdkafka::ClientConfig;
 use logpipe_postgres::Database;
 
@@ -128,9 +130,12 @@ impl Default for HealthOptions {
 }
 
 /// Samples the broker (and `ingest_progress`, when a database is given)
-/// over the window and judges every group.
+/// over the window and judges every group. `kafka` is a bare
+/// [`ClientConfig`] or a [`KafkaClientConfig`] from
+/// [`KafkaSettings::client`](logpipe_kafka::KafkaSettings::client) (which
+/// carries the MSK IAM token source when IAM is configured).
 pub async fn check(
-    kafka: &ClientConfig,
+    kafka: impl Into<KafkaClientConfig>,
     database: Option<&Database>,
     options: &HealthOptions,
 ) -> Result<HealthReport, HealthError> {
@@ -141,7 +146,7 @@ pub async fn check(
     }
     let group_names: Vec<String> = options.groups.iter().map(|g| g.group.clone()).collect();
     let (broker, plan) = {
-        let kafka = kafka.clone();
+        let kafka: KafkaClientConfig = kafka.into();
         let specs = options.groups.clone();
         let timeout = options.request_timeout;
         blocking(move || {
