@@ -28,6 +28,7 @@ step() { # name, command...
 
 step "formatting (cargo fmt --check)" cargo fmt --all -- --check
 step "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
+step "supply chain: licences, advisories, sources (cargo deny check, deny.toml)" cargo deny --locked check
 
 say "unit and integration tests (each integration test starts and stops its own PostgreSQL, Tansu and moto)"
 # --no-fail-fast: every test binary runs even when an earlier one fails.
