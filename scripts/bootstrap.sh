@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what logpipe's make targets need, skipping whatever is present:
 #   - apt packages (cmake for librdkafka, PostgreSQL server binaries) when root
-#   - the Tansu broker (cargo install, ~10 min the first time)
+#   - the Tansu broker (cargo install, ~10 min the first time) and cargo-deny
 #   - a project-local Python venv (.venv) with moto and cargo-lambda, and the
 #     template validators (aws-sam-cli, cfn-lint)
 #   - for arm64 only: the aarch64-unknown-linux-gnu Rust target (rustup)
@@ -32,6 +32,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v tansu >/dev/null; then
   say "installing the Tansu broker (cargo install tansu 0.6.0; ~10 minutes on 2 cores, once)"
   cargo install --locked tansu --version 0.6.0 --features dynostore
+fi
+# cargo-deny: licences, RustSec advisories and sources of the dependency tree
+# (deny.toml; a `make test` step). Reuses ~/.cargo/bin once installed.
+if [ "$what" = all ] && ! command -v cargo-deny >/dev/null; then
+  say "installing cargo-deny (cargo install --locked; a few minutes, once)"
+  cargo install --locked cargo-deny
 fi
 
 venv=.venv

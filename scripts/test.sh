@@ -28,6 +28,15 @@ step() { # name, command...
 
 step "formatting (cargo fmt --check)" cargo fmt --all -- --check
 step "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
+# Advisories need the RustSec database from github.com: fetched when reachable,
+# else a cached copy (~/.cargo/advisory-dbs) is used (--offline: no second fetch); with neither, the
+# advisories check is skipped and says so (licences, bans, sources still run).
+if cargo deny --locked fetch db >/dev/null 2>&1 || ls -d "$HOME"/.cargo/advisory-dbs/*/ >/dev/null 2>&1; then
+  step "supply chain: advisories, licences, bans, sources (cargo deny check, deny.toml)" cargo deny --locked --offline check
+else
+  say "SKIPPED cargo deny advisories: no RustSec database (github.com unreachable, nothing cached)"
+  step "supply chain: licences, bans, sources (cargo deny check, deny.toml)" cargo deny --locked check licenses bans sources
+fi
 
 say "unit and integration tests (each integration test starts and stops its own PostgreSQL, Tansu and moto)"
 # --no-fail-fast: every test binary runs even when an earlier one fails.
