@@ -111,10 +111,18 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
         ..IngestConfig::default()
     };
     let ingestor = ingestor(&stack, config).await.unwrap();
-    let ev = event(&records, EventSource::SelfManaged, &stack.bootstrap_servers());
+    let ev = event(
+        &records,
+        EventSource::SelfManaged,
+        &stack.bootstrap_servers(),
+    );
     invoke(&ingestor, &ev).await.expect("batch stored");
     let stored = placement(&client).await;
-    assert_eq!(stored.len(), records.len(), "every record stored: {stored:?}");
+    assert_eq!(
+        stored.len(),
+        records.len(),
+        "every record stored: {stored:?}"
+    );
     assert!(
         stored.iter().all(|(_, p)| p == "logs_default"),
         "no 2030 partition yet: {stored:?}"
@@ -145,7 +153,11 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
     let mut old = before_2030.clone();
     old.remove("logs_default");
     assert_eq!(changes(&first, "dropped"), old, "{first:?}");
-    assert_eq!(changes(&first, "expired"), set(&["logs_default"]), "{first:?}");
+    assert_eq!(
+        changes(&first, "expired"),
+        set(&["logs_default"]),
+        "{first:?}"
+    );
     let moved: i64 = first.iter().filter_map(|c| c.rows).sum::<i64>();
     // five rows moved into their days, one expired
     assert_eq!(moved, 5 + 1, "{first:?}");
@@ -173,7 +185,11 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
         .execute("DELETE FROM ingest_progress", &[])
         .await
         .unwrap();
-    let replay = event(&records[2..4], EventSource::SelfManaged, &stack.bootstrap_servers());
+    let replay = event(
+        &records[2..4],
+        EventSource::SelfManaged,
+        &stack.bootstrap_servers(),
+    );
     invoke(&ingestor, &replay).await.expect("replay handled");
     assert_eq!(placement(&client).await, stored, "the replay added nothing");
 
@@ -251,8 +267,11 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
             .map(String::from)
             .collect();
         assert!(
-            read.is_subset(&set(&["logs_p20300108", "logs_p20300109", "logs_p20300110"]))
-                && !read.is_empty(),
+            read.is_subset(&set(&[
+                "logs_p20300108",
+                "logs_p20300109",
+                "logs_p20300110"
+            ])) && !read.is_empty(),
             "{query} reads {read:?}:\n{text}"
         );
         eprintln!("EXPLAIN {query} (last hour):\n{text}");
@@ -277,10 +296,18 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
     );
     assert!(got.contains(&("5xx".to_string(), 503, 1)), "{got:?}");
     assert_eq!(
-        count(&client, "SELECT sum(requests)::bigint FROM status_code_distribution").await,
+        count(
+            &client,
+            "SELECT sum(requests)::bigint FROM status_code_distribution"
+        )
+        .await,
         5
     );
-    for view in ["top_endpoints", "error_rate_per_minute", "traffic_by_client_ip"] {
+    for view in [
+        "top_endpoints",
+        "error_rate_per_minute",
+        "traffic_by_client_ip",
+    ] {
         assert!(count(&client, &format!("SELECT count(*) FROM {view}")).await > 0);
     }
 }
@@ -370,8 +397,17 @@ async fn conversion_to_partitions_keeps_every_row() {
         0
     );
     assert!(
-        count(&client, "SELECT count(*) FROM pg_class WHERE relname = 'logs_p19700101'").await == 1
-            && count(&client, "SELECT count(*) FROM pg_class WHERE relname = 'logs_p21991231'").await
+        count(
+            &client,
+            "SELECT count(*) FROM pg_class WHERE relname = 'logs_p19700101'"
+        )
+        .await
+            == 1
+            && count(
+                &client,
+                "SELECT count(*) FROM pg_class WHERE relname = 'logs_p21991231'"
+            )
+            .await
                 == 1
     );
     // The primary key still refuses a duplicate, now with the day in it.

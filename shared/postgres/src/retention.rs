@@ -106,6 +106,9 @@ mod tests {
         assert!(RetentionSettings::from_env().is_err());
         unsafe { std::env::remove_var("LOG_RETENTION_DAYS") };
         unsafe { std::env::remove_var("LOG_PARTITIONS_AHEAD") };
-        assert_eq!(RetentionSettings::from_env().expect("defaults"), RetentionSettings::default());
+        assert_eq!(
+            RetentionSettings::from_env().expect("defaults"),
+            RetentionSettings::default()
+        );
     }
 }
