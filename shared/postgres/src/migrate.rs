@@ -14,6 +14,12 @@ const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6770_6970_6501;
 
 /// Applies every pending migration. Concurrent callers wait for each other.
 pub async fn migrate(client: &mut Client) -> Result<usize, DbError> {
+    migrate_to(client, None).await
+}
+
+/// Applies the pending migrations up to and including version `target`
+/// (`None`: all), e.g. to stage a schema upgrade or test one.
+pub async fn migrate_to(client: &mut Client, target: Option<i32>) -> Result<usize, DbError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
@@ -23,6 +29,7 @@ pub async fn migrate(client: &mut Client) -> Result<usize, DbError> {
     // at a time): migrations it does not know are not an error.
     let result = embedded::migrations::runner()
         .set_abort_missing(false)
+        .set_target(target.map_or(refinery::Target::Latest, refinery::Target::Version))
         .run_async(client)
         .await;
     client

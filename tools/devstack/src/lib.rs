@@ -111,3 +111,18 @@ pub async fn migrate(url: &str) -> Result<()> {
         .context("applying migrations")?;
     Ok(())
 }
+
+/// Prepares the `logs` partitions ahead and drops the expired ones
+/// (`LOG_RETENTION_DAYS`, `LOG_PARTITIONS_AHEAD`), as the scheduled
+/// maintenance does in AWS.
+pub async fn maintain(url: &str) -> Result<Vec<logpipe_postgres::PartitionChange>> {
+    let settings = logpipe_postgres::RetentionSettings::from_env()?;
+    let db = logpipe_postgres::Database::new(
+        logpipe_postgres::DbSettings::from_url(url, "logpipe-dev"),
+        None,
+    )?;
+    let client = db.client().await?;
+    logpipe_postgres::maintain_partitions(&*client, settings, None)
+        .await
+        .context("maintaining the logs partitions")
+}

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use logpipe_devstack::ownership::{Recorded, Verdict, verify};
 use logpipe_devstack::state::{self, Outcome};
 use logpipe_devstack::{
-    Lifetime, Postgres, StackPaths, apply_local_catalog, describe, migrate, start_moto,
+    Lifetime, Postgres, StackPaths, apply_local_catalog, describe, maintain, migrate, start_moto,
     start_tansu, workspace_root,
 };
 
@@ -87,6 +87,14 @@ async fn up() -> Result<()> {
     std::fs::write(paths.state_file(), serde_json::to_vec_pretty(&state)?)?;
     eprintln!("applying database migrations");
     migrate(&pg_url).await?;
+    for change in maintain(&pg_url).await? {
+        eprintln!(
+            "logs partitions: {} {} ({} rows)",
+            change.action,
+            change.partition,
+            change.rows.map_or("-".into(), |n| n.to_string())
+        );
+    }
     eprintln!("applying the topic catalog (infra/topics.json)");
     let report = apply_local_catalog(&bootstrap).await?;
     eprintln!("{}", describe(&report));

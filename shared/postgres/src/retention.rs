@@ -1,0 +1,114 @@
+//! Partition look-ahead and retention of `logs` (daily partitions by the
+//! Kafka timestamp). The work is the SQL function
+//! `logpipe_maintain_partitions` (migration V7), so a scheduler that can
+//! only run SQL does the same; this calls it and reports what changed.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use crate::error::DbError;
+
+/// How long rows stay and how far ahead partitions are prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Whole UTC days kept before today; 0 keeps everything.
+    pub retention_days: i32,
+    /// Daily partitions prepared after today.
+    pub partitions_ahead: i32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            partitions_ahead: 3,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// `LOG_RETENTION_DAYS` (default 30, 0 = keep forever) and
+    /// `LOG_PARTITIONS_AHEAD` (default 3).
+    pub fn from_env() -> Result<Self, DbError> {
+        let defaults = Self::default();
+        Ok(Self {
+            retention_days: day_count("LOG_RETENTION_DAYS", defaults.retention_days)?,
+            partitions_ahead: day_count("LOG_PARTITIONS_AHEAD", defaults.partitions_ahead)?,
+        })
+    }
+}
+
+fn day_count(name: &str, default: i32) -> Result<i32, DbError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) if v.trim().is_empty() => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (0..=36_500).contains(n))
+            .ok_or_else(|| DbError::Config(format!("{name}={v:?}: expected 0 to 36500 days"))),
+    }
+}
+
+/// One change maintenance made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionChange {
+    /// `created` (rows: moved out of `logs_default`), `dropped` (no count:
+    /// counting would read the partition) or `expired` (rows deleted from
+    /// `logs_default`).
+    pub action: String,
+    pub partition: String,
+    pub rows: Option<i64>,
+}
+
+/// Creates the partitions ahead and drops the expired ones, as of `at`
+/// (`None`: the server's clock). Retention is the one place the clock
+/// decides; which partition a row goes to never depends on it.
+pub async fn maintain_partitions(
+    client: &impl GenericClient,
+    settings: RetentionSettings,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<PartitionChange>, DbError> {
+    let rows = client
+        .query(
+            "SELECT action, partition_name, row_count
+               FROM logpipe_maintain_partitions($1, $2, coalesce($3, now()))",
+            &[&settings.retention_days, &settings.partitions_ahead, &at],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows
+        .iter()
+        .map(|r| PartitionChange {
+            action: r.get(0),
+            partition: r.get(1),
+            rows: r.get(2),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counts_are_checked() {
+        // SAFETY: this test is the only one in the crate touching these names.
+        unsafe { std::env::set_var("LOG_RETENTION_DAYS", "7") };
+        unsafe { std::env::set_var("LOG_PARTITIONS_AHEAD", "") };
+        let s = RetentionSettings::from_env().expect("valid");
+        assert_eq!(s.retention_days, 7);
+        assert_eq!(s.partitions_ahead, 3);
+        unsafe { std::env::set_var("LOG_RETENTION_DAYS", "-1") };
+        assert!(RetentionSettings::from_env().is_err());
+        unsafe { std::env::set_var("LOG_RETENTION_DAYS", "a week") };
+        assert!(RetentionSettings::from_env().is_err());
+        unsafe { std::env::remove_var("LOG_RETENTION_DAYS") };
+        unsafe { std::env::remove_var("LOG_PARTITIONS_AHEAD") };
+        assert_eq!(
+            RetentionSettings::from_env().expect("defaults"),
+            RetentionSettings::default()
+        );
+    }
+}
