@@ -1,6 +1,6 @@
 //! Partition look-ahead and retention of `logs` (daily partitions by the
 //! Kafka timestamp). The work is the SQL function
-//! `logpipe_maintain_partitions` (migration V7), so a scheduler that can
+//! `logpipe_maintain_partitions` (migration V6), so a scheduler that can
 //! only run SQL does the same; this calls it and reports what changed.
 
 use chrono::{DateTime, Utc};
