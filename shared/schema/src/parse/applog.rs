@@ -82,8 +82,9 @@ pub(crate) fn parse_log4j(
     let mut thread = None;
     let mut pid = None;
     let mut app = None;
-    // Up to four header items before the logger.
-    for _ in 0..4 {
+    // Up to six header items before the logger.
+    for _ in 0..6 {
+        rest = rest.trim_start();
         if let Some((t, r)) = bracketed(rest) {
             if thread.is_some() {
                 // Spring Boot 3: `[app] [thread]`: the first one was the app.
@@ -398,7 +399,7 @@ mod tests {
 
         let r = parse1(
             "2024-05-01T12:00:00.123+02:00  INFO 4242 --- [demo] [           main] c.e.demo.DemoApplication                 : Started DemoApplication in 1.2 seconds",
-            None,
+            Some("log4j"),
         );
         assert_eq!(r.source_type, SourceType::Log4j);
         assert_eq!(r.service.as_deref(), Some("demo"));

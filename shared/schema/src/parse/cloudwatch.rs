@@ -209,8 +209,15 @@ mod tests {
     fn truncated_and_malformed() {
         let enc = encode(DATA);
         let cut = &enc[..enc.len() / 2];
+        // Sniffed, an undecodable value is just text; named by header, an error.
         assert_eq!(
-            parse(cut, None, fallback()).unwrap_err().class(),
+            parse(cut, None, fallback()).unwrap()[0].source_type,
+            SourceType::Generic
+        );
+        assert_eq!(
+            parse(cut, Some("cloudwatch"), fallback())
+                .unwrap_err()
+                .class(),
             "invalid_line"
         );
         assert_eq!(

@@ -246,7 +246,7 @@ fn epoch(s: &str) -> Option<Leading<'_>> {
 /// `[Wed Oct 11 14:32:52 2000]`, `[Fri Sep 09 10:42:29.902022 2011]`, or a
 /// bracketed ISO timestamp `[2024-05-01 12:00:00,123]`.
 fn bracketed(s: &str, reference: DateTime<Utc>) -> Option<Leading<'_>> {
-    let close = s.get(..48)?.find(']').or_else(|| s.find(']'))?;
+    let close = s.get(..48).unwrap_or(s).find(']')?;
     let inner = s.get(1..close)?;
     let rest = s.get(close + 1..)?;
     if inner.starts_with(|c: char| c.is_ascii_digit()) {
@@ -257,11 +257,16 @@ fn bracketed(s: &str, reference: DateTime<Utc>) -> Option<Leading<'_>> {
             layout: Layout::BracketedCtime,
         });
     }
-    let (t, after) = NaiveDateTime::parse_and_remainder(inner, "%a %b %d %H:%M:%S").ok()?;
-    // The year follows the (optional) fraction.
-    let (partial, after) = fraction(t.and_utc(), after);
-    let year: i32 = after.trim().parse().ok()?;
-    let time = partial.with_year(year)?;
+    let parts: Vec<&str> = inner.split_ascii_whitespace().collect();
+    let [_day, month, dom, tod, year] = parts.as_slice() else {
+        return None;
+    };
+    let t = NaiveDateTime::parse_from_str(
+        &format!("{month} {dom} {year} {tod}"),
+        "%b %d %Y %H:%M:%S%.f",
+    )
+    .ok()?;
+    let time = t.and_utc();
     Some(Leading {
         time,
         rest,
