@@ -176,8 +176,13 @@ fn cef_time(v: &str) -> Option<DateTime<Utc>> {
     if v.bytes().all(|b| b.is_ascii_digit()) {
         return v.parse::<i64>().ok().and_then(time::from_epoch_i64);
     }
+    // `MMM dd yyyy HH:mm:ss[.SSS] [zone]`; a zone word (`GMT`, `UTC`) is dropped.
+    let v = v
+        .strip_suffix(" GMT")
+        .or_else(|| v.strip_suffix(" UTC"))
+        .unwrap_or(v);
     for fmt in ["%b %d %Y %H:%M:%S%.f", "%b %d %Y %H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(v.get(..v.len().min(24))?, fmt) {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
             return Some(t.and_utc());
         }
     }

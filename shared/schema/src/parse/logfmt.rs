@@ -75,9 +75,14 @@ fn build(
     }
     let m = fields::map_object(&kv.pairs, Mode::Lenient, &["component", "caller_service"])
         .map_err(|e| bad(&e.to_string()))?;
+    // Grafana writes the time as `t=`.
+    let t_key = match m.attributes.get("t") {
+        Some(serde_json::Value::String(s)) => super::time::parse_str(s),
+        _ => None,
+    };
     let mut r = new_record(
         source_type,
-        m.time.unwrap_or(fallback),
+        m.time.or(t_key).unwrap_or(fallback),
         m.message.unwrap_or_default(),
         raw,
     );
