@@ -157,7 +157,7 @@ fn load_balancer(
     if target != "-" {
         r.attributes.insert("target".into(), Value::from(target));
     }
-    if let Some(ts) = get(8).parse::<u16>().ok() {
+    if let Ok(ts) = get(8).parse::<u16>() {
         r.attributes.insert("target_status".into(), Value::from(ts));
     }
     if let Some(received) = bytes(9) {

@@ -10,11 +10,11 @@ use crate::record::{Level, LogRecord, SourceType};
 
 pub(crate) const FORMAT: &str = "cef";
 
+/// The syslog header's time and host, when the CEF text follows one.
+type SyslogHeader<'a> = Option<(DateTime<Utc>, &'a str)>;
+
 /// Where `CEF:` starts: at 0, or after a syslog header and host.
-pub(crate) fn start(
-    line: &str,
-    fallback: DateTime<Utc>,
-) -> Option<(Option<(DateTime<Utc>, &str)>, &str)> {
+pub(crate) fn start(line: &str, fallback: DateTime<Utc>) -> Option<(SyslogHeader<'_>, &str)> {
     if line.starts_with("CEF:") {
         return Some((None, line));
     }
