@@ -9,5 +9,6 @@ pub mod parse;
 pub mod record;
 
 pub use alert::{Alert, Prediction, Severity};
-pub use parse::{Format, ParseError, json_kind, parse};
+pub use parse::patterns::{Pattern, PatternError, Patterns};
+pub use parse::{Format, ParseError, Parsed, json_kind, parse, parse_counted, parse_with};
 pub use record::*;

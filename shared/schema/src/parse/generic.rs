@@ -6,8 +6,10 @@ use super::{level, new_record};
 use crate::record::{LogRecord, SourceType};
 
 /// `text` is already trimmed and non-empty. Never fails.
+/// A leading timestamp in any common layout (see `stamp`) is the event time.
 pub(crate) fn parse(text: &str, raw: &str, fallback: DateTime<Utc>) -> LogRecord {
-    let mut r = new_record(SourceType::Generic, fallback, text.to_owned(), raw);
+    let at = super::stamp::leading(text, fallback).map_or(fallback, |l| l.time);
+    let mut r = new_record(SourceType::Generic, at, text.to_owned(), raw);
     r.level = level::sniff_text(text);
     r
 }

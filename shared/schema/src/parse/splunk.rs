@@ -133,14 +133,14 @@ pub(crate) fn parse_hec(
 }
 
 /// A scanned key=value line.
-struct KvLine<'a> {
-    time: Option<DateTime<Utc>>,
-    pairs: Map<String, Value>,
-    pair_count: usize,
+pub(crate) struct KvLine<'a> {
+    pub time: Option<DateTime<Utc>>,
+    pub pairs: Map<String, Value>,
+    pub pair_count: usize,
     /// Tokens that are not `key=value`.
-    bare: Vec<&'a str>,
+    pub bare: Vec<&'a str>,
     /// Whether the first token after the optional timestamp is a pair.
-    first_is_pair: bool,
+    pub first_is_pair: bool,
 }
 
 /// Strict parse (a header named the format): at least one `key=value` pair,
@@ -238,7 +238,7 @@ fn number_value(v: &str) -> Option<Value> {
     Number::from_f64(f).map(Value::Number)
 }
 
-fn scan(line: &str) -> Result<KvLine<'_>, String> {
+pub(crate) fn scan(line: &str) -> Result<KvLine<'_>, String> {
     let (time, mut rest) = leading_time(line);
     let mut kv = KvLine {
         time,
