@@ -335,6 +335,30 @@ pub fn parse_with(
     fallback_time: DateTime<Utc>,
     patterns: &patterns::Selected<'_>,
 ) -> Result<Parsed, ParseError> {
+    let mut parsed = parse_any(value, format_header, fallback_time, patterns)?;
+    for r in &mut parsed.records {
+        r.event_time = without_leap_second(r.event_time);
+    }
+    Ok(parsed)
+}
+
+/// A leap second (`:60`, which chrono holds as a second past 999,999,999
+/// nanoseconds) becomes the last microsecond of its minute: PostgreSQL has
+/// no leap seconds and would store the next minute instead.
+fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    if t.nanosecond() < 1_000_000_000 {
+        return t;
+    }
+    t.with_nanosecond(999_999_000).unwrap_or(t)
+}
+
+fn parse_any(
+    value: &str,
+    format_header: Option<&str>,
+    fallback_time: DateTime<Utc>,
+    patterns: &patterns::Selected<'_>,
+) -> Result<Parsed, ParseError> {
     let text = clean(value);
     if text.is_empty() {
         return Err(ParseError::EmptyValue);

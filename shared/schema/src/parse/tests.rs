@@ -317,3 +317,12 @@ fn extreme_values_never_panic() {
     let _ = parse("<34>Dec 31 23:59:59 h t: m", None, far);
     let _ = parse("<34>Jan  1 00:00:00 h t: m", None, DateTime::<Utc>::MIN_UTC);
 }
+
+/// Found by tests/storable.rs: a `:60` second was stored as the next minute.
+#[test]
+fn a_leap_second_is_the_last_microsecond_of_its_minute() {
+    let fallback = DateTime::from_timestamp(1_600_000_000, 0).unwrap();
+    let rows = parse("<0>Jan  1 00:00:60 - 0: x", None, fallback).unwrap();
+    let t = rows[0].event_time;
+    assert_eq!(t.format("%M:%S%.6f").to_string(), "00:59.999999");
+}
