@@ -115,7 +115,7 @@ impl RegistrySettings {
 
 enum Source {
     None,
-    Confluent(ConfluentClient),
+    Confluent(Box<ConfluentClient>),
     Glue(GlueClient),
     Files(SchemaDir),
 }
@@ -147,7 +147,7 @@ impl Registry {
                     },
                     None => Credentials::None,
                 };
-                Source::Confluent(ConfluentClient::new(url, credentials)?)
+                Source::Confluent(Box::new(ConfluentClient::new(url, credentials)?))
             }
             SourceSettings::Glue => Source::Glue(GlueClient::from_env().await),
             SourceSettings::Files { dir } => Source::Files(SchemaDir::new(dir.clone())?),
@@ -161,7 +161,7 @@ impl Registry {
     }
 
     pub fn confluent(client: ConfluentClient, cache_size: usize) -> Self {
-        Self::with_source(Source::Confluent(client), cache_size)
+        Self::with_source(Source::Confluent(Box::new(client)), cache_size)
     }
 
     pub fn glue(client: GlueClient, cache_size: usize) -> Self {
