@@ -102,8 +102,12 @@ fn digits_first(s: &str, reference: DateTime<Utc>) -> Option<Leading<'_>> {
             // Time alone: the reference's date, or the day before when that
             // would put the line in the future (a 23:59 line read at 00:01).
             let mut at = reference.date_naive().and_time(t).and_utc();
-            if at > reference + Duration::hours(1) {
-                at -= Duration::days(1);
+            // (checked: the reference may be at either end of chrono's range)
+            let latest = reference
+                .checked_add_signed(Duration::hours(1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            if at > latest {
+                at = at.checked_sub_signed(Duration::days(1)).unwrap_or(at);
             }
             let (at, rest) = fraction(at, rest);
             return boundary(rest).then_some(Leading {
@@ -155,7 +159,8 @@ fn fraction(at: DateTime<Utc>, rest: &str) -> (DateTime<Utc>, &str) {
     let value: i64 = digits.parse().unwrap_or(0);
     let nanos = value * 10_i64.pow(9 - n as u32);
     (
-        at + Duration::nanoseconds(nanos),
+        at.checked_add_signed(Duration::nanoseconds(nanos))
+            .unwrap_or(at),
         after.get(n..).unwrap_or(""),
     )
 }

@@ -326,3 +326,16 @@ fn a_leap_second_is_the_last_microsecond_of_its_minute() {
     let t = rows[0].event_time;
     assert_eq!(t.format("%M:%S%.6f").to_string(), "00:59.999999");
 }
+
+/// Found by fuzz/fuzz_targets/parse.rs: a time-only line read with a
+/// fallback time at either end of chrono's range panicked on overflow.
+#[test]
+fn time_only_lines_at_the_ends_of_time_do_not_panic() {
+    let crash = "21:29:10 host CEF:0|Security|threatmfatalMar 16 Mar 16 08:41:51 combo";
+    for fallback in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+        for line in [crash, "23:59:59.999999999 worker started", "00:00:00,5 x"] {
+            let rows = parse(line, None, fallback).unwrap();
+            assert_eq!(rows.len(), 1);
+        }
+    }
+}
