@@ -4,8 +4,9 @@
 # (so a validator that silently stopped checking is noticed too).
 #   - sam validate            (SAM transform: catches bad SAM event properties)
 #   - sam validate --lint     (cfn-lint on the transformed template)
-#   - cfn-lint + infra/lint-rules (our contract: ReportBatchItemFailures on a
-#     mapping <=> REPORT_BATCH_ITEM_FAILURES=true on its function)
+#   - cfn-lint + infra/lint-rules (our contracts: ReportBatchItemFailures on a
+#     mapping <=> REPORT_BATCH_ITEM_FAILURES=true on its function; MSK IAM
+#     kafka-cluster actions named and scoped, never wildcards)
 # Offline: no AWS credentials or network needed. TEMPLATE=path checks another file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,6 +96,18 @@ mutate ignored-failure-list '      FunctionResponseTypes: [ReportBatchItemFailur
 ' ''
 expect_failure "REPORT_BATCH_ITEM_FAILURES=true on a mapping without ReportBatchItemFailures (infra/lint-rules)" \
   "E9101" cfn-lint "$work/ignored-failure-list.yaml" --append-rules infra/lint-rules
+
+mutate kafka-cluster-wildcard '- kafka-cluster:WriteDataIdempotently
+' '- kafka-cluster:*
+'
+expect_failure "a kafka-cluster:* grant (infra/lint-rules)" \
+  "E9102" cfn-lint "$work/kafka-cluster-wildcard.yaml" --append-rules infra/lint-rules
+
+mutate kafka-cluster-any-resource '                  Resource: !Ref MskClusterArn
+' '                  Resource: "*"
+'
+expect_failure "kafka-cluster actions on Resource \"*\" (infra/lint-rules)" \
+  "E9102" cfn-lint "$work/kafka-cluster-any-resource.yaml" --append-rules infra/lint-rules
 
 if [ "$failures" -gt 0 ]; then
   say "template validation: $failures check(s) failed"
