@@ -379,7 +379,17 @@ impl SeriesScorer {
         let sides = if cfg.upper_only { 1.0 } else { 2.0 };
         let p_level = p_level.max((sides * normal_tail(level_raw)).min(1.0));
         // spread component: this deviation joins the short spread
-        let dev = if warm { (y - centre).abs() } else { 0.0 };
+        // (upper side only: deviations below the expected value are not
+        // spread either, so a dip does not raise the spread component)
+        let dev = match (warm, cfg.upper_only) {
+            (false, _) => 0.0,
+            (true, false) => (y - centre).abs(),
+            (true, true) => (y - centre).max(0.0),
+        };
+        // one spike is the level component's business: clipped to the band,
+        // it cannot keep the short spread (and the score) up for the next
+        // several points, while a sustained wider spread still fills it
+        let dev = dev.min(BAND_Z * scale);
         let floor = scale.min(self.long_spread.max(1e-12));
         let short = self.short_spread + cfg.short_alpha * (dev - self.short_spread);
         let ratio = ((short + 0.5 * floor) / (self.long_spread + 0.5 * floor)).ln();
