@@ -456,3 +456,7 @@ impl SeriesScorer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "calibrate_tests.rs"]
+mod tests;
