@@ -1,8 +1,9 @@
 //! Drain-style log template mining (He et al., 2017).
 //!
-//! Messages are tokenized on whitespace; numbers, hex, UUIDs, IPs and
-//! `key=<number>` values, quoted strings, URLs and file paths are pre-masked as `<*>`. A fixed-depth tree routes a
-//! message by token count, then by its first `depth − 2` tokens (a node with
+//! Messages are tokenized on whitespace; numbers, hex, UUIDs, IPs,
+//! `key=<number>` values, quoted strings, URLs and file paths are
+//! pre-masked as `<*>`. A fixed-depth tree routes a message by token
+//! count, then by its first `depth − 2` tokens (a node with
 //! `max_children` children routes unknown tokens to `<*>`). In the leaf, the
 //! most similar cluster with similarity ≥ `sim_threshold` absorbs the
 //! message (differing tokens become `<*>`); otherwise a new cluster starts.
