@@ -124,11 +124,17 @@ impl Calibrator {
             .max(0.0)
             .sqrt()
             .max(MIN_HISTORY_STD + 0.1 * self.mean);
-        let p = if self.n >= cfg.warmup.max(2) {
+        let mut p = if self.n >= cfg.warmup.max(2) {
             normal_tail((s - self.mean) / std)
         } else {
             1.0
         };
+        if self.var < MIN_HISTORY_STD * MIN_HISTORY_STD {
+            // a (nearly) constant history says nothing about the tail: the
+            // first different value is as rare as "the first of n + 1
+            // values differs" (rule of succession), never a certainty
+            p = p.max(1.0 / (self.n as f64 + 2.0));
+        }
         // Learn the smoothed deviation, bounded to 4 σ above the mean so a
         // spike does not blind the calibrator for the next few hundred points.
         self.n = self.n.saturating_add(1);
@@ -291,6 +297,10 @@ pub struct SeriesScorer {
     pub magnitude: f64,
     pub short_spread: f64,
     pub long_spread: f64,
+    /// Points since the series first deviated from its level (the long
+    /// spread's history starts there, so a flat start does not freeze it).
+    #[serde(default)]
+    pub moving: u64,
     pub seasonal: Seasonal,
     pub level_cal: Calibrator,
     pub spread_cal: Calibrator,
@@ -328,6 +338,7 @@ impl SeriesScorer {
             magnitude: 0.0,
             short_spread: 0.0,
             long_spread: 0.0,
+            moving: 0,
             seasonal: Seasonal::default(),
             level_cal: Calibrator::default(),
             spread_cal: Calibrator::default(),
@@ -418,7 +429,10 @@ impl SeriesScorer {
         self.n = self.n.saturating_add(1);
         if warm {
             self.short_spread = short;
-            let la = cfg.long_alpha.max(1.0 / self.n as f64);
+            if dev > 0.0 || self.moving > 0 {
+                self.moving = self.moving.saturating_add(1);
+            }
+            let la = cfg.long_alpha.max(1.0 / self.moving.max(1) as f64);
             self.long_spread += la * (dev - self.long_spread);
         }
         if let Some(last) = self.last {
