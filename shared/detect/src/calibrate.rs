@@ -124,11 +124,17 @@ impl Calibrator {
             .max(0.0)
             .sqrt()
             .max(MIN_HISTORY_STD + 0.1 * self.mean);
-        let p = if self.n >= cfg.warmup.max(2) {
+        let mut p = if self.n >= cfg.warmup.max(2) {
             normal_tail((s - self.mean) / std)
         } else {
             1.0
         };
+        if self.var < MIN_HISTORY_STD * MIN_HISTORY_STD {
+            // a (nearly) constant history says nothing about the tail: the
+            // first different value is as rare as "the first of n + 1
+            // values differs" (rule of succession), never a certainty
+            p = p.max(1.0 / (self.n as f64 + 2.0));
+        }
         // Learn the smoothed deviation, bounded to 4 σ above the mean so a
         // spike does not blind the calibrator for the next few hundred points.
         self.n = self.n.saturating_add(1);
@@ -291,6 +297,10 @@ pub struct SeriesScorer {
     pub magnitude: f64,
     pub short_spread: f64,
     pub long_spread: f64,
+    /// Points since the series first deviated from its level (the long
+    /// spread's history starts there, so a flat start does not freeze it).
+    #[serde(default)]
+    pub moving: u64,
     pub seasonal: Seasonal,
     pub level_cal: Calibrator,
     pub spread_cal: Calibrator,
@@ -328,6 +338,7 @@ impl SeriesScorer {
             magnitude: 0.0,
             short_spread: 0.0,
             long_spread: 0.0,
+            moving: 0,
             seasonal: Seasonal::default(),
             level_cal: Calibrator::default(),
             spread_cal: Calibrator::default(),
@@ -379,7 +390,17 @@ impl SeriesScorer {
         let sides = if cfg.upper_only { 1.0 } else { 2.0 };
         let p_level = p_level.max((sides * normal_tail(level_raw)).min(1.0));
         // spread component: this deviation joins the short spread
-        let dev = if warm { (y - centre).abs() } else { 0.0 };
+        // (upper side only: deviations below the expected value are not
+        // spread either, so a dip does not raise the spread component)
+        let dev = match (warm, cfg.upper_only) {
+            (false, _) => 0.0,
+            (true, false) => (y - centre).abs(),
+            (true, true) => (y - centre).max(0.0),
+        };
+        // one spike is the level component's business: clipped to the band,
+        // it cannot keep the short spread (and the score) up for the next
+        // several points, while a sustained wider spread still fills it
+        let dev = dev.min(BAND_Z * scale);
         let floor = scale.min(self.long_spread.max(1e-12));
         let short = self.short_spread + cfg.short_alpha * (dev - self.short_spread);
         let ratio = ((short + 0.5 * floor) / (self.long_spread + 0.5 * floor)).ln();
@@ -408,7 +429,10 @@ impl SeriesScorer {
         self.n = self.n.saturating_add(1);
         if warm {
             self.short_spread = short;
-            let la = cfg.long_alpha.max(1.0 / self.n as f64);
+            if dev > 0.0 || self.moving > 0 {
+                self.moving = self.moving.saturating_add(1);
+            }
+            let la = cfg.long_alpha.max(1.0 / self.moving.max(1) as f64);
             self.long_spread += la * (dev - self.long_spread);
         }
         if let Some(last) = self.last {
@@ -446,3 +470,7 @@ impl SeriesScorer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "calibrate_tests.rs"]
+mod tests;

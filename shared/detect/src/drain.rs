@@ -1,8 +1,9 @@
 //! Drain-style log template mining (He et al., 2017).
 //!
-//! Messages are tokenized on whitespace; numbers, hex, UUIDs, IPs and
-//! `key=<number>` values are pre-masked as `<*>`. A fixed-depth tree routes a
-//! message by token count, then by its first `depth − 2` tokens (a node with
+//! Messages are tokenized on whitespace; numbers, hex, UUIDs, IPs,
+//! `key=<number>` values, quoted strings, URLs and file paths are
+//! pre-masked as `<*>`. A fixed-depth tree routes a message by token
+//! count, then by its first `depth − 2` tokens (a node with
 //! `max_children` children routes unknown tokens to `<*>`). In the leaf, the
 //! most similar cluster with similarity ≥ `sim_threshold` absorbs the
 //! message (differing tokens become `<*>`); otherwise a new cluster starts.
@@ -140,7 +141,7 @@ impl TemplateMiner {
     pub fn add(&mut self, message: &str) -> TemplateMatch {
         self.total = self.total.saturating_add(1);
         let now = self.total;
-        let tokens: Vec<String> = message.split_whitespace().map(mask_token).collect();
+        let tokens = mask_message(message);
         let prefix_len = self.config.depth.saturating_sub(2).min(tokens.len());
         let max_children = self.config.max_children.max(1);
         let sim_threshold = self.config.sim_threshold;
@@ -309,9 +310,51 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
+/// Splits a message into masked tokens: a quoted string (`"..."` or `'...'`
+/// opening a token or a `key=` value, spaces included) becomes one `<*>`,
+/// then every token goes through [`mask_token`].
+pub fn mask_message(message: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut rest = message.trim_start();
+    while !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        // where a quote may open: the token's start, or right after `key=`
+        let open = match rest[..end].find('=') {
+            Some(eq) if rest[eq + 1..].starts_with(['"', '\'']) => Some(eq + 1),
+            _ if rest.starts_with(['"', '\'']) => Some(0),
+            _ => None,
+        };
+        let closed = open.and_then(|at| {
+            let quote = rest[at..].chars().next()?;
+            let close = rest[at + 1..].find(quote)? + at + 1;
+            Some((at, close))
+        });
+        let (token, used) = match closed {
+            Some((at, close)) => {
+                let after = rest[close + 1..]
+                    .find(char::is_whitespace)
+                    .map_or(rest.len(), |e| close + 1 + e);
+                (
+                    format!("{}{PARAM}{}", &rest[..at], &rest[close + 1..after]),
+                    after,
+                )
+            }
+            None => (mask_token(&rest[..end]), end),
+        };
+        tokens.push(token);
+        rest = rest[used..].trim_start();
+    }
+    tokens
+}
+
 /// Masks variable-looking tokens: numbers (optionally with a short unit),
-/// hex, UUIDs, IPv4/IPv6 (with port), and the value of `key=value`.
+/// hex, UUIDs, IPv4/IPv6 (with port), URLs, file paths (a last segment
+/// with an extension), and the value of `key=value`.
 pub fn mask_token(token: &str) -> String {
+    if token.contains("://") {
+        // URLs: scheme, host, path and query all vary
+        return PARAM.to_string();
+    }
     if let Some((k, v)) = token.split_once('=')
         && !k.is_empty()
     {
@@ -322,6 +365,14 @@ pub fn mask_token(token: &str) -> String {
         };
     }
     if is_variable(token) {
+        PARAM.to_string()
+    } else if token.contains('/')
+        && token
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.len() > 2 && last[1..].contains('.'))
+    {
+        // file paths: /var/log/app-3.log, ./conf/site.yaml
         PARAM.to_string()
     } else if token.contains('/') {
         // paths: mask variable segments, /api/orders/123 → /api/orders/<*>;
@@ -401,6 +452,37 @@ mod tests {
         assert_eq!(mask_token("/api/orders/123"), "/api/orders/<*>");
         assert_eq!(mask_token("user"), "user");
         assert_eq!(mask_token("deadbeef"), "deadbeef"); // no digit: a word
+        assert_eq!(mask_token("2001:db8::1"), PARAM);
+        assert_eq!(mask_token("https://example.com/a?b=c"), PARAM);
+        assert_eq!(mask_token("/var/log/nginx/error.log"), PARAM);
+        assert_eq!(mask_token("/api/orders"), "/api/orders"); // a route: kept
+        let m = |s: &str| mask_message(s).join(" ");
+        assert_eq!(m(r#"open "my file.txt" failed"#), "open <*> failed");
+        assert_eq!(m("user='bob smith' denied"), "user=<*> denied");
+        assert_eq!(m(r#"said "hi","#), "said <*>,");
+        assert_eq!(m("don't stop"), "don't stop"); // an apostrophe, not a quote
+        assert_eq!(m(r#"unclosed "quote here"#), r#"unclosed "quote here"#);
+    }
+
+    #[test]
+    fn templates_differing_only_in_variable_parts_do_not_alert_as_new() {
+        let mut m = TemplateMiner::new(DrainConfig::default());
+        let lines = [
+            r#"GET https://a.example/x?id=1 failed reading "/etc/app one.conf" from 10.0.0.1"#,
+            r#"GET http://b.example/y failed reading "/srv/two.conf" from 2001:db8::7"#,
+            r#"GET https://c.example/ failed reading 'C:\x y.conf' from 192.168.1.9:443"#,
+        ];
+        // each line is already the masked template, before any merging
+        let seen: Vec<TemplateMatch> = lines.iter().map(|l| m.add(l)).collect();
+        for s in &seen {
+            assert_eq!(s.template, "GET <*> failed reading <*> from <*>");
+            assert_eq!(s.template_id, seen[0].template_id);
+        }
+        assert!(seen[1..].iter().all(|s| !s.is_new));
+        assert_eq!(m.clusters.len(), 1);
+        for file in ["/var/log/a.log", "/tmp/b-7.txt", "./c.yaml"] {
+            assert_eq!(m.add(&format!("rotated {file}")).template, "rotated <*>");
+        }
     }
 
     #[test]

@@ -34,14 +34,8 @@ fn default_counts() -> bool {
 pub struct VolumeConfig {
     /// Band half-width in robust σ: the count must lie outside it to alert.
     pub z: f64,
-    /// Kept for stored configurations (the scorer sets the memory).
-    #[serde(default)]
-    pub alpha: f64,
-    #[serde(default)]
-    pub slot_alpha: f64,
-    /// Kept for stored configurations (see `seasonality`).
-    #[serde(default)]
-    pub min_slot_samples: u64,
+    // (configurations stored with the former `alpha`, `slot_alpha` and
+    // `min_slot_samples` still load: unknown fields are ignored)
     /// No alerts before the entity has this many windows of history.
     pub warmup_windows: u64,
     pub min_abs_deviation: f64,
@@ -63,9 +57,6 @@ impl Default for VolumeConfig {
     fn default() -> Self {
         VolumeConfig {
             z: 3.0,
-            alpha: 0.05,
-            slot_alpha: 0.2,
-            min_slot_samples: 4,
             warmup_windows: 30,
             min_abs_deviation: 10.0,
             critical_z: 6.0,

@@ -28,24 +28,27 @@ otherwise `jsonl` when the first line starts with `{`, else `csv`):
          flagged, the reasons (detector, rule, severity, message).
 
 CSV DETECTORS (--detector; default zscore, or threshold when --above/--below/--rules given):
-  zscore     EWMA mean/variance z-score (the outlier detector), two-sided;
-             with --log, upper side on ln(1+x) (right-skewed values)
-  volume     seasonal (hour-of-week) baseline for counts per window, with the
-             expected value and band (the volume detector)
+  zscore     the calibrated scorer behind the outlier and volume detectors
+             (median/MAD level, spread change, hour-of-day/week profile),
+             two-sided; with --log, upper side on ln(1+x) (right-skewed values)
+  volume     the volume detector (same scorer, plus its z band); values that
+             are not whole non-negative numbers switch off the count floors
   threshold  static rules: --above X, --below Y, or --rules FILE on field `value`
 
 OPTIONS:
   --format csv|jsonl      input format (see above)
   --detector NAME         CSV detector (see above)
-  --threshold Z           z at which zscore/volume alert (defaults 4 / 3);
+  --threshold Z           zscore: smallest robust |z| that may alert (default:
+                          none, the calibrated score alone decides); volume:
+                          the band's half-width in robust sigma (default 3);
                           JSON lines: the outlier z (default 4)
-  --window N              CSV: rows of history the baseline weighs (EWMA span,
-                          alpha = 2/(N+1)) and the warm-up in rows
+  --window N              CSV: zscore: rows behind the median/MAD level and the
+                          warm-up (default 24); volume: warm-up rows (default 30)
                           JSON lines: window width in seconds (default 60)
   --min-deviation X       smallest |value - expected| that may alert
-                          (defaults: zscore 0, volume 10)
+                          (default 0)
   --log                   zscore on ln(1+x), upper side only
-  --no-seasonality        volume: one baseline for all hours
+  --no-seasonality        zscore/volume: no hour-of-day/week profile
   --above X, --below Y    threshold detector bounds (value > X critical, < Y warning)
   --rules FILE            threshold rules, the DETECT_RULES JSON format
                           (JSON lines default: the sensor rules)
@@ -195,9 +198,9 @@ impl Options {
                 ),
                 (self.log_transform && detector != ZScore, "--log", "zscore"),
                 (
-                    !self.seasonality && detector != Volume,
+                    !self.seasonality && detector == Threshold,
                     "--no-seasonality",
-                    "volume",
+                    "zscore or volume",
                 ),
             ];
             if let Some((_, name, wants)) = wrong.into_iter().find(|w| w.0) {

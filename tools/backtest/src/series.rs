@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use logpipe_detect::outlier::{OutlierConfig, OutlierDetector};
-use logpipe_detect::stats::score;
+use logpipe_detect::calibrate::{BAND_Z, DEFAULT_ALERT_SCORE, SeriesScorer, SeriesScorerConfig};
+use logpipe_detect::outlier::DETECTOR as OUTLIER;
 use logpipe_detect::threshold::{Op, ThresholdEngine, ThresholdRule, parse_rules};
 use logpipe_detect::volume::{VolumeConfig, VolumeDetector};
 use logpipe_detect::{Alert, Severity};
@@ -35,11 +35,17 @@ pub struct SeriesScore {
 /// One detector of logpipe-detect, configured for a series.
 #[derive(Debug, Clone)]
 pub enum SeriesDetector {
+    /// The calibrated numeric scorer (the one behind the function's
+    /// outlier and volume detectors), two-sided unless `--log`.
     ZScore {
-        upper: OutlierDetector,
-        /// The same detector on `-value`, so drops alert too (`None` with
-        /// `--log`: the transform is only meaningful on the upper side).
-        lower: Option<OutlierDetector>,
+        scorer: Box<SeriesScorer>,
+        /// `--log`: score `ln(1 + max(x, 0))`, upper side only.
+        log: bool,
+        /// `--threshold`: smallest robust |z| that may alert (none by default).
+        min_z: f64,
+        min_deviation: f64,
+        /// Rows of history before a row may alert.
+        warmup: u64,
     },
     Volume {
         detector: VolumeDetector,
@@ -48,55 +54,45 @@ pub enum SeriesDetector {
     Threshold(ThresholdEngine),
 }
 
-/// EWMA weight for a span of `window` rows.
-fn alpha_for(window: u64) -> f64 {
-    2.0 / (window as f64 + 1.0)
+/// Whether `v` could be a count (the volume scorer's count floor applies
+/// only while every value so far is one).
+fn is_count(v: f64) -> bool {
+    v >= 0.0 && v.fract() == 0.0
 }
 
 impl SeriesDetector {
     pub fn from_options(options: &Options) -> Result<SeriesDetector, BacktestError> {
         Ok(match options.series_detector() {
             SeriesDetectorKind::ZScore => {
-                let mut config = OutlierConfig {
-                    field: FIELD.to_string(),
-                    log_transform: options.log_transform,
-                    min_abs_deviation: 0.0,
-                    ..OutlierConfig::default()
+                let mut config = SeriesScorerConfig {
+                    seasonality: options.seasonality,
+                    upper_only: options.log_transform,
+                    ..SeriesScorerConfig::default()
                 };
-                if let Some(z) = options.threshold {
-                    config.z_threshold = z;
-                    config.critical_z = config.critical_z.max(2.0 * z);
-                }
                 if let Some(w) = options.window {
-                    config.alpha = alpha_for(w);
-                    config.warmup = w;
+                    config.window = usize::try_from(w).unwrap_or(usize::MAX).max(3);
                 }
-                if let Some(d) = options.min_deviation {
-                    config.min_abs_deviation = d;
-                }
-                let lower = (!config.log_transform).then(|| OutlierDetector::new(config.clone()));
                 SeriesDetector::ZScore {
-                    upper: OutlierDetector::new(config),
-                    lower,
+                    scorer: Box::new(SeriesScorer::new(config)),
+                    log: options.log_transform,
+                    min_z: options.threshold.unwrap_or(0.0),
+                    min_deviation: options.min_deviation.unwrap_or(0.0),
+                    warmup: config.window as u64,
                 }
             }
             SeriesDetectorKind::Volume => {
-                let mut config = VolumeConfig::default();
+                let mut config = VolumeConfig {
+                    // a series' scale is unknown: no absolute floor by default
+                    min_abs_deviation: options.min_deviation.unwrap_or(0.0),
+                    seasonality: options.seasonality,
+                    ..VolumeConfig::default()
+                };
                 if let Some(z) = options.threshold {
                     config.z = z;
                     config.critical_z = config.critical_z.max(2.0 * z);
                 }
                 if let Some(w) = options.window {
-                    config.alpha = alpha_for(w);
                     config.warmup_windows = w;
-                }
-                if let Some(d) = options.min_deviation {
-                    config.min_abs_deviation = d;
-                }
-                if !options.seasonality {
-                    // A slot never reaches this many samples: the global
-                    // estimate is always used.
-                    config.min_slot_samples = u64::MAX;
                 }
                 SeriesDetector::Volume {
                     detector: VolumeDetector::new(config),
@@ -121,39 +117,65 @@ impl SeriesDetector {
     pub fn score_then_learn(&mut self, row: &SeriesRow) -> Result<SeriesScore, String> {
         let t = row.timestamp;
         match self {
-            SeriesDetector::ZScore { upper, lower } => {
-                let seen = upper.assess(ENTITY, row.value);
-                let warm = seen.samples >= upper.config.warmup;
-                let z_threshold = upper.config.z_threshold;
-                // Two-sided: the estimate on -value mirrors this one exactly,
-                // so |z| is the score of whichever side is out.
-                let z = if lower.is_some() {
-                    seen.z.abs()
+            SeriesDetector::ZScore {
+                scorer,
+                log,
+                min_z,
+                min_deviation,
+                warmup,
+            } => {
+                let x = if *log {
+                    row.value.max(0.0).ln_1p()
                 } else {
-                    seen.z.max(0.0)
+                    row.value
                 };
-                let mut alerts: Vec<Alert> = upper
-                    .observe(ENTITY, row.value, t, t, None)
+                let v = scorer.score_then_learn(t, x);
+                let score = if v.samples >= *warmup { v.score } else { 0.0 };
+                // bands in the series' own units
+                let back = |y: f64| if *log { y.exp_m1() } else { y };
+                let expected = back(v.expected);
+                let flagged = score >= DEFAULT_ALERT_SCORE
+                    && v.z.abs() >= *min_z
+                    && (row.value - expected).abs() >= *min_deviation;
+                let alerts = flagged
+                    .then(|| {
+                        let severity = if v.z.abs() >= 2.0 * BAND_Z {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        };
+                        let mut a = Alert::new(
+                            OUTLIER,
+                            None,
+                            severity,
+                            ENTITY,
+                            t,
+                            t,
+                            row.value,
+                            format!(
+                                "{FIELD} {} is outside the expected band (expected {expected:.4}, z = {:.1}, score {score:.4})",
+                                row.value_text, v.z
+                            ),
+                        );
+                        a.expected = Some(expected);
+                        a
+                    })
                     .into_iter()
                     .collect();
-                if let Some(lower) = lower {
-                    alerts.extend(lower.observe(ENTITY, -row.value, t, t, None));
-                }
                 Ok(SeriesScore {
-                    score: if warm { score(z, z_threshold) } else { 0.0 },
-                    flagged: !alerts.is_empty(),
-                    expected: Some(seen.expected),
-                    lower: Some(seen.lower),
-                    upper: Some(seen.upper),
+                    score,
+                    flagged,
+                    expected: Some(expected),
+                    lower: Some(back(v.lower)),
+                    upper: Some(back(v.upper)),
                     alerts,
                 })
             }
             SeriesDetector::Volume { detector, previous } => {
-                if row.value < 0.0 {
-                    return Err(format!(
-                        "the volume detector needs counts, got {}",
-                        row.value_text
-                    ));
+                if !is_count(row.value) {
+                    // negative and fractional values are ordinary values,
+                    // just not counts: drop the count floors from now on
+                    detector.config.counts = false;
                 }
                 // The window end only names the alert: the gap to the
                 // previous row, or a minute for the first.
@@ -162,8 +184,7 @@ impl SeriesDetector {
                     .filter(|d| *d > Duration::zero())
                     .unwrap_or(Duration::minutes(1));
                 *previous = Some(t);
-                let count = row.value.round() as u64;
-                let (prediction, alert) = detector.observe(ENTITY, t, t + width, count);
+                let (prediction, alert) = detector.observe_value(ENTITY, t, t + width, row.value);
                 Ok(SeriesScore {
                     score: prediction.anomaly_score,
                     flagged: alert.is_some(),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
+use logpipe_detect::calibrate::DEFAULT_ALERT_SCORE;
 
 /// xorshift64* with Box–Muller: deterministic noise without a crate.
 struct Rng(u64);
@@ -100,16 +101,16 @@ fn zscore_flags_spike_and_level_shift_and_stays_quiet_when_clean() {
     assert_eq!(v.len(), 2000);
     assert!(v[1500].0 > 0.5 && v[1500].1, "spike: {:?}", v[1500]);
     assert!(v[1800].1, "level shift: {:?}", v[1800]);
-    // no alert during the 50-row warm-up (the outlier detector's default)
-    assert!(v[..50].iter().all(|(s, f)| !f && *s == 0.0));
+    // no alert during the 24-row warm-up (the scorer's window)
+    assert!(v[..24].iter().all(|(s, f)| !f && *s == 0.0));
     // false positives on the clean stretch (rows 50..1500, 1501..1800):
     // bound 0.5 % of 1749 rows, i.e. at most 8 (z ≥ 4 two-sided on Gaussian
     // noise is ~0.006 % in theory; the EWMA variance estimate is noisy).
     let clean: Vec<_> = (50..1800).filter(|&i| i != 1500).map(|i| v[i]).collect();
     let fp = clean.iter().filter(|(_, f)| *f).count();
     assert!(fp * 200 <= clean.len(), "{fp} false positives");
-    // flagged ⇒ score ≥ 0.5 (the score is 0.5 at the band edge)
-    assert!(v.iter().all(|(s, f)| !f || *s >= 0.5));
+    // flagged ⇒ the calibrated score reached the default alert score
+    assert!(v.iter().all(|(s, f)| !f || *s >= DEFAULT_ALERT_SCORE));
     assert!(v.iter().all(|(s, _)| (0.0..=1.0).contains(s)));
     assert_eq!(
         run.summary.flagged as usize,
@@ -121,20 +122,25 @@ fn zscore_flags_spike_and_level_shift_and_stays_quiet_when_clean() {
 fn zscore_drop_is_flagged_two_sided_but_not_with_log() {
     let mut rng = Rng(5);
     let mut values: Vec<f64> = (0..300).map(|_| 100.0 + 5.0 * rng.normal()).collect();
-    values[250] = 40.0;
+    // a three-row dip of 12 σ
+    values[250..253].fill(40.0);
     let input = series_csv(&values);
     let v = csv_verdicts(
         &run_str(&csv_options(SeriesDetectorKind::ZScore), &input)
             .unwrap()
             .output,
     );
-    assert!(v[250].1, "drop: {:?}", v[250]);
+    assert!(v[250..253].iter().any(|x| x.1), "drop: {:?}", &v[250..253]);
     let log = Options {
         log_transform: true,
         ..csv_options(SeriesDetectorKind::ZScore)
     };
     let v = csv_verdicts(&run_str(&log, &input).unwrap().output);
-    assert!(!v[250].1 && v[250].0 == 0.0, "--log is upper side only");
+    assert!(
+        v[250..253].iter().all(|x| !x.1 && x.0 == 0.0),
+        "--log is upper side only: {:?}",
+        &v[250..253]
+    );
 }
 
 /// Poisson-like counts per 5-minute window with a daily cycle.
@@ -186,12 +192,44 @@ fn volume_flags_spike_with_band_and_clean_weeks_stay_quiet() {
         "{fp} false positives of {}",
         clean.len()
     );
+}
 
-    let negative = run_str(&csv_options(SeriesDetectorKind::Volume), "1763805600,-3\n");
-    assert!(matches!(
-        negative,
-        Err(BacktestError::BadLine { line: 1, .. })
-    ));
+/// A gauge between 0.03 and 0.2 (or the same shifted below zero), one row a
+/// minute, with a spike of 0.4 at row 1500.
+fn small_series(offset: f64) -> String {
+    let mut rng = Rng(17);
+    let values: Vec<f64> = (0..2000)
+        .map(|i| {
+            let x = (0.1 + 0.02 * rng.normal()).clamp(0.03, 0.2);
+            offset + if i == 1500 { 0.5 } else { x }
+        })
+        .collect();
+    series_csv(&values)
+}
+
+#[test]
+fn volume_and_zscore_score_small_and_negative_values_unrounded() {
+    for detector in [SeriesDetectorKind::Volume, SeriesDetectorKind::ZScore] {
+        for offset in [0.0, -1.0] {
+            let run = run_str(&csv_options(detector), &small_series(offset)).unwrap();
+            let v = csv_verdicts(&run.output);
+            assert_eq!(v.len(), 2000, "{detector:?} {offset}");
+            assert!(v[1500].1, "{detector:?} {offset}: spike {:?}", v[1500]);
+            // the same bound as the N(100, 5²) series: ≤ 0.5 % of clean rows
+            let fp = (50..2000).filter(|&i| i != 1500 && v[i].1).count();
+            assert!(
+                fp * 200 <= 1949,
+                "{detector:?} {offset}: {fp} false positives"
+            );
+            // not rounded to whole numbers: the expected value is near 0.1
+            let row: Vec<&str> = run.output.lines().nth(1501).unwrap().split(',').collect();
+            let expected: f64 = row[4].parse().unwrap();
+            assert!(
+                (expected - (offset + 0.1)).abs() < 0.03,
+                "{detector:?} {row:?}"
+            );
+        }
+    }
 }
 
 #[test]
