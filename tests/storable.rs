@@ -887,6 +887,8 @@ async fn storable(
                 );
                 poison.push(p.class);
             }
+            // A CloudWatch control message: nothing to store, by design.
+            Verdict::Control => {}
         }
     }
 
@@ -1023,7 +1025,7 @@ async fn through_handler(
     let mut with_rows = 0usize;
     for r in &payload.decode().records {
         match classify(r, &limits) {
-            Verdict::Rows(_) => with_rows += 1,
+            Verdict::Rows(_) | Verdict::Control => with_rows += 1,
             Verdict::Poison(p) => *predicted.entry(p.class.to_string()).or_default() += 1,
         }
     }

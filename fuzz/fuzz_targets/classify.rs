@@ -59,5 +59,6 @@ fuzz_target!(|data: &[u8]| {
         Verdict::Poison(p) => {
             assert!(!p.class.is_empty());
         }
+        Verdict::Control => {}
     }
 });

@@ -21,6 +21,7 @@ use logpipe_detect::window::WindowConfig;
 /// | `DETECT_RULES` | sensor defaults | threshold rules as JSON (`[{name, field, op, value, severity, source_type?}]`) |
 /// | `DETECT_RULES_FILE` | — | the same, read from a file (packaged with the function) |
 /// | `RATE_MIN_COUNT` | `20` | records a window needs before its error / 5xx rate is judged |
+/// | `RATE_WARMUP_WINDOWS` | `5` | an entity alerts on its error and 5xx rates only after this many judged windows of its own history (a level seen for the first time is not yet an incident); threshold rules apply at once |
 /// | `VOLUME_WARMUP_WINDOWS` | `30` | windows of history before volume alerts |
 /// | `TEMPLATE_WARMUP_MESSAGES` | `1000` | messages per entity before new templates alert |
 /// | `DETECT_MAX_TEMPLATES_PER_ENTITY` | `1000` | message templates kept per entity; at the cap the least recently seen is evicted (counted in the state's `templates.evictions`) |
@@ -135,6 +136,7 @@ impl DetectConfig {
             ..de.clone()
         };
         engine.rate.min_count = number("RATE_MIN_COUNT", de.rate.min_count)?;
+        engine.rate.warmup_windows = number("RATE_WARMUP_WINDOWS", de.rate.warmup_windows)?;
         engine.volume.warmup_windows = number("VOLUME_WARMUP_WINDOWS", de.volume.warmup_windows)?;
         engine.drain.warmup_messages =
             number("TEMPLATE_WARMUP_MESSAGES", de.drain.warmup_messages)?;
@@ -204,6 +206,7 @@ mod tests {
         assert_eq!(c.engine.rules.len(), 7, "the default sensor rules");
         let c = DetectConfig::from_lookup(|k| match k {
             "WINDOW_SECONDS" => Some("10".into()),
+            "RATE_WARMUP_WINDOWS" => Some("0".into()),
             "PREDICTIONS_TOPIC" => Some(" ".into()),
             "DETECT_RULES" => Some(
                 r#"[{"name":"slow","field":"latency_ms","op":"gt","value":900,"severity":"warning"}]"#
@@ -213,6 +216,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.engine.window.width_secs, 10);
+        assert_eq!(c.engine.rate.warmup_windows, 0);
+        assert_eq!(DetectConfig::default().engine.rate.warmup_windows, 5);
         assert_eq!(c.predictions_topic, None);
         assert_eq!(c.engine.rules[0].name, "slow");
         for (k, v) in [
@@ -221,6 +226,7 @@ mod tests {
             ("DETECT_RULES", "[{\"name\":1}]"),
             ("DETECT_RULES_FILE", "/nonexistent/rules.json"),
             ("REPORT_BATCH_ITEM_FAILURES", "yes"),
+            ("RATE_WARMUP_WINDOWS", "-1"),
         ] {
             let e = DetectConfig::from_lookup(|key| (key == k).then(|| v.to_string()));
             assert!(e.is_err(), "{k}={v}");

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use logpipe_kafka::InputRecord;
-use logpipe_schema::{KafkaCoordinates, LogRecord, parse};
+use std::sync::Arc;
+
+use logpipe_schema::{KafkaCoordinates, LogRecord, Patterns, parse_with};
 
 /// What one Kafka record becomes.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +13,9 @@ pub enum Verdict {
     Rows(Vec<LogRecord>),
     /// Can never succeed: dead-letter it.
     Poison(Poison),
+    /// Carries no log at all (a CloudWatch Logs control message): nothing
+    /// to store or forward; counted in the summary's `control_messages`.
+    Control,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +35,8 @@ impl Poison {
 }
 
 /// What one record may be, each limit with its own dead-letter class or
-/// documented behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// documented behaviour, and the user's own formats it is read with.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Larger values are dead-lettered (`oversized`).
     pub max_record_bytes: usize,
@@ -44,6 +49,9 @@ pub struct Limits {
     /// (a clock or parse error must neither lose the log nor skew every
     /// time-based view and detector).
     pub max_event_time_ahead: chrono::Duration,
+    /// User patterns (`LOG_PATTERNS` / `LOG_PATTERNS_FILE`), tried before
+    /// the generic fallback or alone when a `log-format` header names one.
+    pub patterns: Arc<Patterns>,
 }
 
 impl Default for Limits {
@@ -52,6 +60,7 @@ impl Default for Limits {
             max_record_bytes: 256 * 1024,
             max_rows_per_record: 10_000,
             max_event_time_ahead: chrono::Duration::days(1),
+            patterns: Arc::default(),
         }
     }
 }
@@ -85,6 +94,7 @@ pub fn classify_all(records: &[InputRecord], limits: &Limits) -> Vec<Verdict> {
 /// Decodes, checks and parses one record.
 pub fn classify(record: &InputRecord, limits: &Limits) -> Verdict {
     match rows_of(record, limits) {
+        Ok(rows) if rows.is_empty() => Verdict::Control,
         Ok(rows) => Verdict::Rows(rows),
         Err(p) => Verdict::Poison(p),
     }
@@ -142,8 +152,11 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
     let kafka_time = DateTime::from_timestamp_millis(record.timestamp_ms)
         .filter(|t| *t >= DateTime::UNIX_EPOCH)
         .unwrap_or(DateTime::UNIX_EPOCH);
-    let mut rows =
-        parse(text, format, kafka_time).map_err(|e| Poison::new(e.class(), e.to_string()))?;
+    let key_text = record.key.as_deref().and_then(entity_key);
+    let patterns = limits.patterns.select(Some(&record.topic), key_text);
+    let mut rows = parse_with(text, format, kafka_time, &patterns)
+        .map_err(|e| Poison::new(e.class(), e.to_string()))?
+        .records;
     if rows.len() > limits.max_rows_per_record {
         return Err(Poison::new(
             "too_many_rows",
@@ -165,7 +178,6 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
         .map(str::trim)
         // (a NUL would make PostgreSQL refuse the row: such a header is ignored)
         .filter(|s| !s.is_empty() && !s.contains('\0'));
-    let key_text = record.key.as_deref().and_then(entity_key);
     for (seq, row) in rows.iter_mut().enumerate() {
         if row.event_time > latest || row.event_time < DateTime::UNIX_EPOCH {
             row.attributes.insert(
@@ -248,8 +260,50 @@ mod tests {
     fn poison_class(v: &Verdict) -> Option<&'static str> {
         match v {
             Verdict::Poison(p) => Some(p.class),
-            Verdict::Rows(_) => None,
+            Verdict::Rows(_) | Verdict::Control => None,
         }
+    }
+
+    #[test]
+    fn user_patterns_read_their_format_and_others_are_untouched() {
+        let patterns = Patterns::from_json(
+            r#"[{"name":"door","regex":"^(?P<time>\\d{8}T\\d{6}) DOOR (?P<host>\\S+) (?P<level>\\w+) (?P<message>.*)$","time_format":"%Y%m%dT%H%M%S"}]"#,
+        )
+        .unwrap();
+        let limits = Limits {
+            patterns: Arc::new(patterns),
+            ..Limits::default()
+        };
+        let door = record(1, Some(b"20231114T120000 DOOR gate-3 ERROR badge refused"));
+        let Verdict::Rows(rows) = classify(&door, &limits) else {
+            panic!("the pattern's line was refused")
+        };
+        assert_eq!(rows[0].host.as_deref(), Some("gate-3"));
+        assert_eq!(rows[0].message, "badge refused");
+        assert_eq!(rows[0].event_time.to_rfc3339(), "2023-11-14T12:00:00+00:00");
+        // Without the pattern the same line is generic text at the Kafka time.
+        let Verdict::Rows(plain) = classify(&door, &Limits::default()) else {
+            panic!("refused without patterns")
+        };
+        assert_eq!(plain[0].host, None);
+        // A JSON line is still JSON with the pattern configured.
+        let json = record(
+            2,
+            Some(br#"{"level":"info","message":"hi","service":"api"}"#),
+        );
+        let Verdict::Rows(rows) = classify(&json, &limits) else {
+            panic!("json refused")
+        };
+        assert_eq!(rows[0].service.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn a_cloudwatch_control_message_is_control_not_rows_or_poison() {
+        let control = br#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1714564800000,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
+        assert_eq!(
+            classify(&record(3, Some(control)), &Limits::default()),
+            Verdict::Control
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use logpipe_schema::Patterns;
+
 use crate::classify::Limits;
 
 /// | variable | default | meaning |
@@ -15,6 +17,8 @@ use crate::classify::Limits;
 /// | `MAX_ROWS_PER_INVOCATION` | `200000` | records past this many rows are handed back for the next invocation (the first record always fits) |
 /// | `MAX_FORWARD_BYTES` | `1000000` | a forwarded record larger than this is sent without `raw` (then with `message` and `attributes` cut), marked `forward_truncated`; the row in `logs` is whole |
 /// | `MAX_EVENT_TIME_AHEAD_SECS` | `86400` | event times further ahead of the Kafka timestamp (or before 1970) are replaced by the Kafka timestamp, the original kept in `attributes.event_time_original` |
+/// | `LOG_PATTERNS` | — | your own formats: a JSON array of `{name, regex, time_format?, topics?, key_prefixes?, headers?}` (named captures `time`, `level`, `service`, `host`, `message`; any other capture becomes an attribute), tried before the generic fallback; a `log-format` header equal to one of `headers` selects that pattern alone (see shared/schema/FORMATS.md). Invalid patterns fail at init |
+/// | `LOG_PATTERNS_FILE` | — | the same, read from a file (packaged with the function); not together with `LOG_PATTERNS` |
 /// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`); keys, headers and the error message are bounded too |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
 /// | `RUN_MIGRATIONS` | `true` | apply migrations at init (the database user then needs CREATE on the schema) |
@@ -81,6 +85,7 @@ impl IngestConfig {
             }
         };
         let report = flag("REPORT_BATCH_ITEM_FAILURES", d.report_batch_item_failures)?;
+        let patterns = user_patterns(&get)?;
         Ok(Self {
             consumer_group: get("CONSUMER_GROUP")
                 .filter(|v| !v.is_empty())
@@ -109,6 +114,7 @@ impl IngestConfig {
                     )?
                     .min(i32::MAX as u64) as i64,
                 ),
+                patterns: std::sync::Arc::new(patterns),
             },
             max_rows_per_invocation: number(
                 "MAX_ROWS_PER_INVOCATION",
@@ -129,6 +135,28 @@ impl IngestConfig {
             run_migrations: flag("RUN_MIGRATIONS", d.run_migrations)?,
         })
     }
+}
+
+/// `LOG_PATTERNS` (JSON) or `LOG_PATTERNS_FILE` (a file holding the same):
+/// refused at init, naming the variable and the pattern, when invalid.
+fn user_patterns(get: &impl Fn(&str) -> Option<String>) -> Result<Patterns, ConfigError> {
+    let inline = get("LOG_PATTERNS").filter(|v| !v.trim().is_empty());
+    let file = get("LOG_PATTERNS_FILE").filter(|v| !v.trim().is_empty());
+    let (source, json) = match (inline, file) {
+        (None, None) => return Ok(Patterns::default()),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "set LOG_PATTERNS or LOG_PATTERNS_FILE, not both".into(),
+            ));
+        }
+        (Some(json), None) => ("LOG_PATTERNS".to_string(), json),
+        (None, Some(path)) => {
+            let json = std::fs::read_to_string(path.trim())
+                .map_err(|e| ConfigError(format!("LOG_PATTERNS_FILE={path}: {e}")))?;
+            (format!("LOG_PATTERNS_FILE={path}"), json)
+        }
+    };
+    Patterns::from_json(&json).map_err(|e| ConfigError(format!("{source}: {e}")))
 }
 
 #[cfg(test)]
@@ -153,5 +181,46 @@ mod tests {
         assert!(
             IngestConfig::from_lookup(|k| (k == "MAX_RECORD_BYTES").then(|| "big".into())).is_err()
         );
+    }
+
+    #[test]
+    fn user_patterns_from_json_or_file() {
+        let json = r#"[{"name":"door","regex":"^DOOR (?P<host>\\S+) (?P<message>.*)$"}]"#;
+        let c = IngestConfig::from_lookup(|k| (k == "LOG_PATTERNS").then(|| json.into())).unwrap();
+        assert_eq!(c.limits.patterns.len(), 1);
+        let path =
+            std::env::temp_dir().join(format!("logpipe-patterns-{}.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        let file = path.to_string_lossy().to_string();
+        let c = IngestConfig::from_lookup(|k| (k == "LOG_PATTERNS_FILE").then(|| file.clone()))
+            .unwrap();
+        assert_eq!(c.limits.patterns.len(), 1);
+        let both = IngestConfig::from_lookup(|k| match k {
+            "LOG_PATTERNS" => Some(json.into()),
+            "LOG_PATTERNS_FILE" => Some(file.clone()),
+            _ => None,
+        });
+        assert!(both.unwrap_err().0.contains("not both"));
+        std::fs::remove_file(&path).unwrap();
+        for (k, v, says) in [
+            (
+                "LOG_PATTERNS",
+                r#"[{"name":"x","regex":"("}]"#,
+                "LOG_PATTERNS: pattern \"x\"",
+            ),
+            (
+                "LOG_PATTERNS",
+                "not json",
+                "LOG_PATTERNS: pattern configuration is not valid JSON",
+            ),
+            (
+                "LOG_PATTERNS_FILE",
+                "/nonexistent/patterns.json",
+                "LOG_PATTERNS_FILE=/nonexistent",
+            ),
+        ] {
+            let e = IngestConfig::from_lookup(|key| (key == k).then(|| v.to_string())).unwrap_err();
+            assert!(e.0.contains(says), "{k}={v}: {e}");
+        }
     }
 }

@@ -30,6 +30,7 @@ pub async fn handle(
         rows_already_present = s.rows_already_present,
         rows_rejected = s.rows_rejected,
         records_forwarded = s.records_forwarded,
+        control_messages = s.control_messages,
         "batch done"
     );
     logpipe_telemetry::emit_metrics(
@@ -40,6 +41,7 @@ pub async fn handle(
             ("RecordsDeadLettered", s.records_dead_lettered as f64),
             ("RecordsRetry", s.records_retry as f64),
             ("RowsRejected", s.rows_rejected as f64),
+            ("ControlMessages", s.control_messages as f64),
         ],
     );
     let mode = ReportMode::from_flag(ingestor.config().report_batch_item_failures);

@@ -62,6 +62,9 @@ pub struct BatchSummary {
     /// Forwards published (one per row: a batch envelope forwards several).
     pub records_forwarded: usize,
     pub dead_letter_classes: BTreeMap<String, usize>,
+    /// CloudWatch Logs control messages: no log to store or forward, so
+    /// nothing was written; they count as stored (handled) above.
+    pub control_messages: usize,
 }
 
 /// What the handler turns into the Lambda response.
@@ -150,6 +153,9 @@ impl Ingestor {
         let mut summary = BatchSummary::default();
         if self.skip_handled(cluster, &mut ledger).await {
             let verdicts = classify_all(&records, &self.config.limits);
+            summary.control_messages = (0..verdicts.len())
+                .filter(|&i| ledger.is_open(i) && matches!(verdicts[i], Verdict::Control))
+                .count();
             let freed = free_values_held_as_raw(&mut records, &verdicts);
             let mut work = self.plan(cluster, &records, verdicts, freed, &mut ledger);
             self.deliver(&mut work, &mut ledger, &mut summary).await;
@@ -322,7 +328,7 @@ impl Ingestor {
 
         for &i in &open {
             match &work.verdicts[i] {
-                Verdict::Rows(_) => ledger.done(i),
+                Verdict::Rows(_) | Verdict::Control => ledger.done(i),
                 Verdict::Poison(p) => ledger.dead_letter(i, p.class, p.message.clone()),
             }
         }
@@ -360,7 +366,7 @@ impl Ingestor {
             Verdict::Rows(rows) if self.config.forward_topic.is_some() => {
                 rows.iter().map(|r| (i, Message::Forward(r))).collect()
             }
-            Verdict::Rows(_) => Vec::new(),
+            Verdict::Rows(_) | Verdict::Control => Vec::new(),
         }
     }
 
@@ -469,7 +475,7 @@ enum Message<'a> {
 fn rows_in(v: &Verdict) -> usize {
     match v {
         Verdict::Rows(r) => r.len(),
-        Verdict::Poison(_) => 0,
+        Verdict::Poison(_) | Verdict::Control => 0,
     }
 }
 

@@ -49,6 +49,21 @@ pub struct Pattern {
     headers: Vec<String>,
 }
 
+/// Two patterns are equal when they were compiled from the same
+/// configuration (a `Regex` has no equality of its own).
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.regex.as_str() == other.regex.as_str()
+            && self.time_format == other.time_format
+            && self.topics == other.topics
+            && self.key_prefixes == other.key_prefixes
+            && self.headers == other.headers
+    }
+}
+
+impl Eq for Pattern {}
+
 impl Pattern {
     /// Parses one line; strict (a header selected the pattern).
     pub fn parse(
@@ -104,7 +119,7 @@ impl Pattern {
 }
 
 /// A compiled set of patterns, in configuration order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Patterns {
     list: Vec<Pattern>,
 }
