@@ -848,6 +848,8 @@ fn input_record(input: &Input, topic: &str, partition: i32, offset: i64) -> Inpu
         headers: input.headers.clone(),
         error: None,
         key_error: None,
+        key_schema: None,
+        value_schema: None,
     }
 }
 

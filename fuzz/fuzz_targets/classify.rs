@@ -36,6 +36,8 @@ fn record(data: &[u8]) -> InputRecord {
         headers,
         error: None,
         key_error: None,
+        key_schema: None,
+        value_schema: None,
     }
 }
 

@@ -56,6 +56,8 @@ fuzz_target!(|data: &[u8]| {
         .filter(|r| r.error.is_none())
         .map(|r| InputRecord {
             key_error: None,
+            key_schema: None,
+            value_schema: None,
             ..r.clone()
         })
         .collect();

@@ -200,6 +200,16 @@ fn rows_of(record: &InputRecord, limits: &Limits) -> Result<Vec<LogRecord>, Pois
                 serde_json::Value::String(key.to_string()),
             );
         }
+        // Which registry schema the mapping validated the record against.
+        for (name, schema) in [
+            ("key_schema", &record.key_schema),
+            ("value_schema", &record.value_schema),
+        ] {
+            if let Some(schema) = schema {
+                row.attributes
+                    .insert(name.into(), serde_json::Value::Object(schema.clone()));
+            }
+        }
         // The value is fine; keep the fact that the key was not.
         if let Some(k) = &record.key_error {
             row.attributes.insert(
@@ -254,6 +264,8 @@ mod tests {
             headers: vec![],
             error: None,
             key_error: None,
+            key_schema: None,
+            value_schema: None,
         }
     }
 
@@ -295,6 +307,31 @@ mod tests {
             panic!("json refused")
         };
         assert_eq!(rows[0].service.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn registry_schema_metadata_is_kept_in_attributes() {
+        let mut r = record(
+            4,
+            Some(br#"{"level":"info","message":"paid","service":"checkout"}"#),
+        );
+        let meta = |format: &str, id: &str| {
+            serde_json::json!({"dataFormat": format, "schemaId": id})
+                .as_object()
+                .cloned()
+        };
+        r.value_schema = meta("AVRO", "v-1");
+        r.key_schema = meta("JSON", "k-1");
+        let Verdict::Rows(rows) = classify(&r, &Limits::default()) else {
+            panic!("refused")
+        };
+        assert_eq!(rows[0].attributes["value_schema"]["dataFormat"], "AVRO");
+        assert_eq!(rows[0].attributes["key_schema"]["schemaId"], "k-1");
+        assert_eq!(
+            rows[0].service.as_deref(),
+            Some("checkout"),
+            "still parsed as JSON"
+        );
     }
 
     #[test]

@@ -113,6 +113,8 @@ mod tests {
             headers: vec![("log-format".into(), b"json".to_vec())],
             error: None,
             key_error: None,
+            key_schema: None,
+            value_schema: None,
         }
     }
 

@@ -111,6 +111,12 @@ pub struct InputRecord {
     /// processed as usual; `key` is `None` and this keeps the key as it
     /// arrived, so the fact stays visible downstream.
     pub key_error: Option<KeyError>,
+    /// `keySchemaMetadata` / `valueSchemaMetadata` as the mapping sent them
+    /// (`{"dataFormat": "AVRO|PROTOBUF|JSON", "schemaId": "…"}`) when it
+    /// validated the record against a schema registry (`SchemaRegistryConfig`).
+    /// Kept as they arrived (any JSON object); anything else is dropped.
+    pub key_schema: Option<serde_json::Map<String, Value>>,
+    pub value_schema: Option<serde_json::Map<String, Value>>,
 }
 
 impl InputRecord {
@@ -280,6 +286,10 @@ struct RawRecord {
     key: Option<Value>,
     value: Option<Value>,
     headers: Option<Value>,
+    #[serde(rename = "keySchemaMetadata")]
+    key_schema: Option<Value>,
+    #[serde(rename = "valueSchemaMetadata")]
+    value_schema: Option<Value>,
 }
 
 impl RawRecord {
@@ -306,6 +316,8 @@ impl RawRecord {
             key: take("key"),
             value: take("value"),
             headers: take("headers"),
+            key_schema: take("keySchemaMetadata"),
+            value_schema: take("valueSchemaMetadata"),
         })
     }
 }
@@ -408,8 +420,24 @@ fn decode_record(
             Err(e) => problems.push(e),
         },
     }
+    record.key_schema = schema_metadata(fields.key_schema);
+    record.value_schema = schema_metadata(fields.value_schema);
     record.error = problems.into_iter().next();
     record
+}
+
+/// Schema metadata is informational: an object is kept, anything else
+/// (null, a string, or one holding a NUL, which PostgreSQL's jsonb cannot
+/// store) is dropped rather than failing the record.
+fn schema_metadata(value: Option<Value>) -> Option<serde_json::Map<String, Value>> {
+    match value {
+        Some(Value::Object(map))
+            if !map.is_empty() && !Value::Object(map.clone()).to_string().contains("\\u0000") =>
+        {
+            Some(map)
+        }
+        _ => None,
+    }
 }
 
 fn malformed(message: String) -> RecordError {
@@ -602,6 +630,43 @@ mod tests {
         assert_eq!(r.value.as_deref(), Some("héllo".as_bytes()));
         assert_eq!(r.header("log-format"), Some("é".as_bytes()));
         assert_eq!((r.offset, r.timestamp_ms), (7, 1_700_000_000_000));
+    }
+
+    #[test]
+    fn schema_registry_metadata_is_kept_and_never_fails_a_record() {
+        // The shape the mapping sends with SchemaRegistryConfig (JSON mode:
+        // the value is the record as JSON text, base64 like any value).
+        let event = decode(serde_json::json!({
+            "eventSource": "aws:kafka",
+            "records": {
+                "orders-0": [
+                    {"topic":"orders","partition":0,"offset":1,"timestamp":1,
+                     "value": BASE64.encode(r#"{"level":"info","message":"paid"}"#),
+                     "keySchemaMetadata": {"dataFormat":"JSON","schemaId":"k-1"},
+                     "valueSchemaMetadata": {"dataFormat":"AVRO","schemaId":"c7b5b4d2-0000-4000-8000-000000000001"}},
+                    {"topic":"orders","partition":0,"offset":2,"timestamp":1,"value":"aGk=",
+                     "valueSchemaMetadata": "not an object", "keySchemaMetadata": null},
+                    {"topic":"orders","partition":0,"offset":3,"timestamp":1,"value":"aGk=",
+                     "offset": 3, "valueSchemaMetadata": {"dataFormat":"PROTOBUF","schemaId":"42"}}
+                ]
+            }
+        }));
+        let [a, b, c] = &event.records[..] else {
+            panic!("{:?}", event.records)
+        };
+        assert_eq!(a.error, None);
+        let v = a.value_schema.as_ref().unwrap();
+        assert_eq!(
+            (v["dataFormat"].as_str(), v["schemaId"].as_str()),
+            (Some("AVRO"), Some("c7b5b4d2-0000-4000-8000-000000000001"))
+        );
+        assert_eq!(a.key_schema.as_ref().unwrap()["schemaId"], "k-1");
+        assert_eq!(
+            (b.error.as_ref(), &b.value_schema, &b.key_schema),
+            (None, &None, &None)
+        );
+        // (a repeated field takes the generic pass, which reads metadata too)
+        assert_eq!(c.value_schema.as_ref().unwrap()["dataFormat"], "PROTOBUF");
     }
 
     #[test]
