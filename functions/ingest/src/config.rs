@@ -18,6 +18,7 @@ use crate::classify::Limits;
 /// | `MAX_FORWARD_BYTES` | `1000000` | a forwarded record larger than this is sent without `raw` (then with `message` and `attributes` cut), marked `forward_truncated`; the row in `logs` is whole |
 /// | `MAX_EVENT_TIME_AHEAD_SECS` | `86400` | event times further ahead of the Kafka timestamp (or before 1970) are replaced by the Kafka timestamp, the original kept in `attributes.event_time_original` |
 /// | `LOG_PATTERNS` | — | your own formats: a JSON array of `{name, regex, time_format?, topics?, key_prefixes?, headers?}` (named captures `time`, `level`, `service`, `host`, `message`; any other capture becomes an attribute), tried before the generic fallback; a `log-format` header equal to one of `headers` selects that pattern alone (see shared/schema/FORMATS.md). Invalid patterns fail at init |
+/// | `SCHEMA_REGISTRY` | `none` | framed values (Confluent `0x00`, Glue `0x03`) are decoded with schemas from `confluent`, `glue` or `files`; with `none` they are dead-lettered as `schema_unknown` (see `logpipe_registry::RegistrySettings` for `SCHEMA_REGISTRY_URL`, `SCHEMA_REGISTRY_SECRET_ARN`, `SCHEMA_REGISTRY_DIR`, `SCHEMA_CACHE_SIZE`) |
 /// | `LOG_PATTERNS_FILE` | — | the same, read from a file (packaged with the function); not together with `LOG_PATTERNS` |
 /// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`); keys, headers and the error message are bounded too |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |

@@ -31,6 +31,7 @@ pub async fn handle(
         rows_rejected = s.rows_rejected,
         records_forwarded = s.records_forwarded,
         control_messages = s.control_messages,
+        records_schema_decoded = s.records_schema_decoded,
         "batch done"
     );
     logpipe_telemetry::emit_metrics(

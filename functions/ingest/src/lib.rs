@@ -7,6 +7,7 @@ pub mod config;
 pub mod handler;
 pub mod messages;
 pub mod pipeline;
+pub mod registry;
 
 pub use classify::Limits;
 pub use config::IngestConfig;
@@ -16,7 +17,11 @@ pub use pipeline::{BatchOutcome, BatchSummary, Ingestor};
 /// Builds the function's clients from the environment, once per sandbox.
 pub async fn from_env() -> anyhow::Result<Ingestor> {
     let config = IngestConfig::from_env()?;
+    let registry_settings =
+        logpipe_registry::RegistrySettings::from_lookup(|k| std::env::var(k).ok())?;
     let clients =
         logpipe_lambda::Clients::from_env(&config.function_name, config.message_timeout).await?;
-    Ok(Ingestor::new(config, clients.db, clients.publisher))
+    let registry = logpipe_registry::Registry::from_settings(&registry_settings).await?;
+    Ok(Ingestor::new(config, clients.db, clients.publisher)
+        .with_registry(std::sync::Arc::new(registry)))
 }

@@ -21,6 +21,7 @@
 //! instead of storing them twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use logpipe_delivery::{Ledger, Settlement};
 use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publisher};
@@ -28,12 +29,14 @@ use logpipe_lambda::Schema;
 use logpipe_postgres::{
     Database, DbError, Inserted, insert_isolating_records, load_progress, save_progress,
 };
+use logpipe_registry::Registry;
 use logpipe_schema::LogRecord;
 use serde::Serialize;
 
 use crate::classify::{Poison, Verdict, classify_all};
 use crate::config::IngestConfig;
 use crate::messages::{dead_letter, forward};
+use crate::registry::decode_framed;
 
 /// A batch settles in at most this many attempts (each attempt after the
 /// first isolates records a permanent failure of the previous one named).
@@ -65,6 +68,8 @@ pub struct BatchSummary {
     /// CloudWatch Logs control messages: no log to store or forward, so
     /// nothing was written; they count as stored (handled) above.
     pub control_messages: usize,
+    /// Schema-registry framed values decoded to JSON before parsing.
+    pub records_schema_decoded: usize,
 }
 
 /// What the handler turns into the Lambda response.
@@ -79,6 +84,9 @@ pub struct Ingestor {
     db: Database,
     publisher: Publisher,
     schema: Schema,
+    /// Decodes schema-registry framed values (none configured: they are
+    /// dead-lettered as `schema_unknown`).
+    registry: Arc<Registry>,
 }
 
 /// Phase 3's view of the batch: each record's verdict and whether its
@@ -113,7 +121,14 @@ impl Ingestor {
             config,
             db,
             publisher,
+            registry: Arc::new(Registry::none()),
         }
+    }
+
+    /// Decode framed values with this registry (built once per sandbox).
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -152,6 +167,8 @@ impl Ingestor {
         );
         let mut summary = BatchSummary::default();
         if self.skip_handled(cluster, &mut ledger).await {
+            let decoding = decode_framed(&self.registry, &mut records, &mut ledger).await;
+            summary.records_schema_decoded = decoding.decoded;
             let verdicts = classify_all(&records, &self.config.limits);
             summary.control_messages = (0..verdicts.len())
                 .filter(|&i| ledger.is_open(i) && matches!(verdicts[i], Verdict::Control))
