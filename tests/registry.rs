@@ -198,3 +198,104 @@ async fn framed_values_are_decoded_refused_by_class_or_retried() {
     want.sort();
     assert_eq!(values, want);
 }
+
+fn glue_client(endpoint: &str) -> aws_sdk_glue::Client {
+    use aws_sdk_glue::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_glue::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .build();
+    aws_sdk_glue::Client::from_conf(conf)
+}
+
+/// Glue framing: 3, compression 0 (none), the schema version UUID, payload.
+fn glue(version_id: &str, payload: &[u8]) -> Vec<u8> {
+    let hex: String = version_id.chars().filter(|c| *c != '-').collect();
+    assert_eq!(hex.len(), 32, "{version_id}");
+    let mut out = vec![3u8, 0u8];
+    for i in 0..16 {
+        out.push(u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
+    }
+    out.extend(payload);
+    out
+}
+
+/// The Glue Schema Registry as moto serves it (CreateRegistry, CreateSchema,
+/// GetSchemaVersion by version id): an Avro schema registered there decodes
+/// the records framed with its version id; an id Glue does not know is
+/// dead-lettered as `schema_unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glue_schemas_from_moto_decode_glue_framed_values() {
+    let stack = LocalStack::start(StackOptions { moto: true })
+        .await
+        .unwrap();
+    let moto = stack.moto_url().expect("moto runs");
+    let client = glue_client(&moto);
+    client
+        .create_registry()
+        .registry_name("logs")
+        .send()
+        .await
+        .expect("moto: CreateRegistry");
+    let created = client
+        .create_schema()
+        .registry_id(
+            aws_sdk_glue::types::RegistryId::builder()
+                .registry_name("logs")
+                .build(),
+        )
+        .schema_name("log")
+        .data_format(aws_sdk_glue::types::DataFormat::Avro)
+        .compatibility(aws_sdk_glue::types::Compatibility::Backward)
+        .schema_definition(AVRO)
+        .send()
+        .await
+        .expect("moto: CreateSchema");
+    let version = created
+        .schema_version_id()
+        .expect("CreateSchema returns the first version's id")
+        .to_string();
+
+    let bootstrap = stack.bootstrap_servers();
+    let input = vec![
+        framed(
+            "g",
+            glue(&version, &avro_strings(&["glue hello", "error", "ledger"])),
+        ),
+        framed(
+            "x",
+            glue("0b5e9c1a-0000-4000-8000-00000000dead", b"whatever"),
+        ),
+    ];
+    produce(&bootstrap, TOPIC, &input).await.unwrap();
+    let records = consume(&bootstrap, TOPIC, "glue-consumer", input.len())
+        .await
+        .unwrap();
+    let event = event(&records, EventSource::Msk, &bootstrap);
+    let registry = Registry::glue(logpipe_registry::glue::GlueClient::new(client), 10);
+    let handler = ingestor(&stack, config())
+        .await
+        .unwrap()
+        .with_registry(Arc::new(registry));
+    let out = invoke(&handler, &event).await.expect("the batch succeeds");
+    let s = &out.summary;
+    assert_eq!(s.records_schema_decoded, 1, "{s:?}");
+    assert_eq!(s.records_stored, 1, "{s:?}");
+    assert_eq!(
+        s.dead_letter_classes.get("schema_unknown"),
+        Some(&1),
+        "{s:?}"
+    );
+    let db = sql(&stack.database_url()).await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT concat_ws('|', service, level, message, attributes->'value_schema'->>'schemaId') FROM logs",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: String = row.get(0);
+    assert_eq!(got, format!("ledger|error|glue hello|{version}"));
+}
