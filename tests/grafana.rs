@@ -1,0 +1,207 @@
+//! The Grafana dashboard (`infra/grafana/logpipe.json`) against the real
+//! local PostgreSQL after a produce → ingest run: every panel's SQL, with
+//! Grafana's PostgreSQL macros expanded for a concrete range, runs, returns
+//! the columns the panel is drawn from, and (except the alerts panel: no
+//! detect run here) has rows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ingest::IngestConfig;
+use logpipe_kafka::event::EventSource;
+use logpipe_kafka::{KafkaSettings, Publisher};
+use logpipe_tests::*;
+use produce::{ProduceConfig, Producer, parse_input};
+
+/// Expands the macros the dashboard uses, as Grafana's PostgreSQL data
+/// source does: `$__timeFilter(expr)` → `expr BETWEEN 'from' AND 'to'`,
+/// `$__timeFrom()` / `$__timeTo()` → the bounds as quoted RFC 3339 literals,
+/// and the `$search` text variable (quotes doubled, as Grafana escapes them).
+fn expand(sql: &str, from: DateTime<Utc>, to: DateTime<Utc>, search: &str) -> String {
+    let lit = |t: DateTime<Utc>| {
+        format!(
+            "'{}'",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    };
+    let mut out = sql
+        .replace("$__timeFrom()", &lit(from))
+        .replace("$__timeTo()", &lit(to))
+        .replace("$search", &search.replace('\'', "''"));
+    while let Some(at) = out.find("$__timeFilter(") {
+        let open = at + "$__timeFilter(".len();
+        let close = open + out[open..].find(')').expect("$__timeFilter( is closed");
+        let expr = out[open..close].trim().to_string();
+        out.replace_range(
+            at..=close,
+            &format!("{expr} BETWEEN {} AND {}", lit(from), lit(to)),
+        );
+    }
+    assert!(
+        !out.contains("$__"),
+        "a macro the expander does not know: {out}"
+    );
+    out
+}
+
+/// Panel title → the columns it must return.
+const SHAPES: &[(&str, &[&str])] = &[
+    (
+        "Error rate per minute, per service",
+        &["time", "metric", "error_rate"],
+    ),
+    ("Status codes", &["status_class", "requests"]),
+    ("Latency percentiles (ms)", &["time", "p50", "p95", "p99"]),
+    (
+        "Top endpoints",
+        &[
+            "http_method",
+            "http_path",
+            "requests",
+            "server_errors",
+            "avg_latency_ms",
+            "p95_latency_ms",
+        ],
+    ),
+    (
+        "Traffic by client IP",
+        &[
+            "client_ip",
+            "requests",
+            "bytes",
+            "client_and_server_errors",
+            "first_seen",
+            "last_seen",
+        ],
+    ),
+    (
+        "Alerts",
+        &["time", "severity", "detector", "entity", "message"],
+    ),
+    (
+        "Search: messages matching $search",
+        &["time", "service", "host", "level", "message"],
+    ),
+    (
+        "Ingest freshness",
+        &["seconds_since_last_row", "rows_in_range"],
+    ),
+];
+
+#[test]
+fn the_expander_expands_what_grafana_would() {
+    let from = DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let to = DateTime::parse_from_rfc3339("2026-01-01T11:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(
+        expand(
+            "a AND $__timeFilter( event_time ) AND f($__timeFrom()) = '$search'",
+            from,
+            to,
+            "it's"
+        ),
+        "a AND event_time BETWEEN '2026-01-01T10:00:00.000Z' AND '2026-01-01T11:00:00.000Z' \
+         AND f('2026-01-01T10:00:00.000Z') = 'it''s'"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_answers_with_its_shape_after_a_run() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../infra/grafana/logpipe.json"
+        ))
+        .unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert_eq!(
+        panels.len(),
+        SHAPES.len(),
+        "a panel without an expected shape here"
+    );
+
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let config = ProduceConfig {
+        span: Duration::from_secs(60),
+        message_timeout: Duration::from_secs(10),
+        ..ProduceConfig::default()
+    };
+    let producer = Producer::new(
+        config.clone(),
+        Publisher::new(
+            KafkaSettings::plaintext(&bootstrap, "grafana-test"),
+            None,
+            config.message_timeout,
+        )
+        .await
+        .unwrap(),
+    );
+    let tap = Tap::new(&bootstrap, "log-ingestion", "grafana-ingest");
+    let now = Utc::now();
+    let report = producer
+        .run(
+            parse_input(&serde_json::json!({"count": 600, "seed": 7})).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let raw = tap.take(report.produced).await;
+    let ingestor = ingestor(&stack, IngestConfig::default()).await.unwrap();
+    let out = invoke(
+        &ingestor,
+        &event(&raw, EventSource::SelfManaged, &bootstrap),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.summary.records_stored, raw.len(), "{:?}", out.summary);
+
+    let db = sql(&stack.database_url()).await.unwrap();
+    // A word that is in some message, for the search panel.
+    let word: String = db
+        .query_one(
+            "SELECT w FROM logs, regexp_split_to_table(message, '[^a-zA-Z]+') AS w \
+             WHERE length(w) > 4 GROUP BY w ORDER BY count(*) DESC, w LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (from, to) = (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
+    let mut problems = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        let shape = SHAPES
+            .iter()
+            .find(|(t, _)| *t == title)
+            .unwrap_or_else(|| panic!("no expected shape for panel {title:?}"))
+            .1;
+        let raw_sql = panel["targets"][0]["rawSql"].as_str().unwrap();
+        let query = expand(raw_sql, from, to, &word);
+        let rows = match db.query(&query, &[]).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                problems.push(format!("{title}: {e}\n  {query}"));
+                continue;
+            }
+        };
+        let statement = db.prepare(&query).await.unwrap();
+        let columns: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        if columns != shape {
+            problems.push(format!("{title}: columns {columns:?}, expected {shape:?}"));
+        }
+        eprintln!("panel {title:?}: {} rows", rows.len());
+        if rows.is_empty() && title != "Alerts" {
+            problems.push(format!("{title}: no rows after the run"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
