@@ -117,7 +117,7 @@ pub struct EntityState {
     /// their window to close, so that everything one window showed about
     /// the entity becomes one alert. By window start (Unix seconds).
     #[serde(default)]
-    pub pending: BTreeMap<i64, Vec<Alert>>,
+    pub pending: BTreeMap<i64, Vec<Finding>>,
     /// Findings beyond `MAX_PENDING_PER_WINDOW` per window: counted (in
     /// the alert's message and `suppressed`), not kept.
     #[serde(default)]
@@ -126,6 +126,63 @@ pub struct EntityState {
     /// of an alert about a silence.
     #[serde(default)]
     pub last_samples: Vec<String>,
+}
+
+/// A per-record finding held until its window closes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredFinding")]
+pub struct Finding {
+    pub alert: Alert,
+    /// For a numeric outlier of warning severity: its calibrated tail
+    /// probability and the false-alarm rate it was allowed
+    /// (`1 − alert_score`). When the window closes it must stay within that
+    /// rate for the whole window: `tail × records in the window ≤ budget`
+    /// (a Bonferroni bound), so a busy window does not turn the one slow
+    /// request in every few thousand into an alert. `None`: kept as is.
+    #[serde(default)]
+    pub tail: Option<(f64, f64)>,
+}
+
+impl Finding {
+    pub fn plain(alert: Alert) -> Finding {
+        Finding { alert, tail: None }
+    }
+
+    /// Whether the finding stands for a window of `records` records.
+    pub fn significant(&self, records: u64) -> bool {
+        self.tail
+            .is_none_or(|(tail, budget)| tail * records.max(1) as f64 <= budget)
+    }
+}
+
+/// Held findings as saved: states saved before [`Finding`] held bare alerts.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredFinding {
+    Finding {
+        alert: Alert,
+        #[serde(default)]
+        tail: Option<(f64, f64)>,
+    },
+    Bare(Alert),
+}
+
+impl From<StoredFinding> for Finding {
+    fn from(s: StoredFinding) -> Finding {
+        match s {
+            StoredFinding::Finding { alert, tail } => Finding { alert, tail },
+            StoredFinding::Bare(alert) => Finding::plain(alert),
+        }
+    }
+}
+
+/// The alerts of `findings` that stand for a window of `records` records.
+fn significant(findings: Vec<Finding>, records: u64) -> Vec<Alert> {
+    findings
+        .into_iter()
+        .filter(|f| f.significant(records))
+        .map(|f| f.alert)
+        .collect()
 }
 
 /// What one call produced.
@@ -271,10 +328,12 @@ impl Engine {
                 lead.sample_record_ids.push(id);
             }
         }
-        if state
-            .cooldown
-            .fire(INCIDENT, &lead.entity, lead.window_start)
-        {
+        if state.cooldown.fire_ranked(
+            INCIDENT,
+            &lead.entity,
+            lead.window_start,
+            priority(&lead.detector),
+        ) {
             out.alerts.push(lead);
             out.suppressed += count - 1;
         } else {
@@ -298,7 +357,12 @@ impl Engine {
         let start_secs = window_start_secs(record.event_time.timestamp(), w);
         let end_secs = start_secs.saturating_add(w);
         let (start, end) = (time_of(start_secs), time_of(end_secs));
-        let mut alerts = self.thresholds.evaluate(record);
+        let mut alerts: Vec<Finding> = self
+            .thresholds
+            .evaluate(record)
+            .into_iter()
+            .map(Finding::plain)
+            .collect();
         let on_time = state.closed_until.is_none_or(|c| end_secs > c.timestamp());
         if on_time {
             state.open.entry(start_secs).or_default().add(record);
@@ -313,7 +377,8 @@ impl Engine {
             alerts.extend(
                 state
                     .templates
-                    .new_template_alert(&m, entity, start, end, id.clone()),
+                    .new_template_alert(&m, entity, start, end, id.clone())
+                    .map(Finding::plain),
             );
         }
         for cfg in &self.config.outliers {
@@ -322,7 +387,7 @@ impl Engine {
                     .outliers
                     .entry(cfg.field.clone())
                     .or_insert_with(|| OutlierDetector::new(cfg.clone()));
-                alerts.extend(detector.observe(entity, v, start, end, id.clone()));
+                alerts.extend(detector.observe_finding(entity, v, start, end, id.clone()));
             }
         }
         if on_time {
@@ -330,7 +395,7 @@ impl Engine {
                 let held = state.pending.entry(start_secs).or_default();
                 held.extend(alerts);
                 if held.len() > MAX_PENDING_PER_WINDOW {
-                    sort_by_rank(held);
+                    held.sort_by(|a, b| rank_order(&a.alert, &b.alert));
                     let dropped = (held.len() - MAX_PENDING_PER_WINDOW) as u64;
                     held.truncate(MAX_PENDING_PER_WINDOW);
                     let n = state.pending_dropped.entry(start_secs).or_default();
@@ -339,7 +404,7 @@ impl Engine {
             }
         } else {
             // Its window is closed: nothing else will join this finding.
-            self.admit(state, alerts, 0, out);
+            self.admit(state, significant(alerts, 1), 0, out);
         }
         on_time
     }
@@ -417,7 +482,8 @@ impl Engine {
             }
             out.predictions.push(prediction);
             alerts.extend(volume_alert);
-            alerts.extend(state.pending.remove(&start).unwrap_or_default());
+            let held = state.pending.remove(&start).unwrap_or_default();
+            alerts.extend(significant(held, window.agg.count));
             let unlisted = state.pending_dropped.remove(&start).unwrap_or(0);
             self.admit(state, alerts, unlisted, out);
             // end ≤ wm: representable. Never moves back (a window left
@@ -471,7 +537,7 @@ impl Engine {
             .filter(|k| k.saturating_add(w) <= closed && !state.open.contains_key(k))
             .collect();
         for k in stale {
-            let alerts = state.pending.remove(&k).unwrap_or_default();
+            let alerts = significant(state.pending.remove(&k).unwrap_or_default(), 1);
             let unlisted = state.pending_dropped.remove(&k).unwrap_or(0);
             self.admit(state, alerts, unlisted, out);
         }
@@ -505,9 +571,11 @@ impl Engine {
 
 /// Most severe first; at equal severity by [`priority`] (a stable sort).
 fn sort_by_rank(alerts: &mut [Alert]) {
-    alerts.sort_by(|a, b| {
-        (b.severity, priority(&b.detector)).cmp(&(a.severity, priority(&a.detector)))
-    });
+    alerts.sort_by(rank_order);
+}
+
+fn rank_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    (b.severity, priority(&b.detector)).cmp(&(a.severity, priority(&a.detector)))
 }
 
 /// `lead; also f1; f2 …` cut to `max_bytes` (at least
@@ -586,6 +654,115 @@ mod tests {
             },
             ..EngineConfig::default()
         })
+    }
+
+    /// `minutes` minutes of `per_minute` healthy requests (lognormal
+    /// latency, median ≈ 55 ms) from `start`, observed and closed.
+    fn healthy(
+        e: &Engine,
+        s: &mut EntityState,
+        start: DateTime<Utc>,
+        minutes: i64,
+        per_minute: i64,
+        rng: &mut Rng,
+        out: &mut Emitted,
+    ) {
+        for m in 0..minutes {
+            for i in 0..per_minute {
+                let at = start + Duration::milliseconds(m * 60_000 + i * 60_000 / per_minute);
+                let r = http(at, "api", 200, (4.0 + 0.5 * rng.normal()).exp());
+                e.observe(s, "api", &r, out);
+            }
+            e.close(s, "api", start + Duration::minutes(m), out);
+        }
+    }
+
+    /// A slow request that is rare for one record (its calibrated score
+    /// passes `alert_score`) but expected about once in a window of a few
+    /// thousand records is no alert in a busy window, and is one in a quiet
+    /// window; a critical deviation is one in any window.
+    #[test]
+    fn per_record_outliers_are_judged_for_the_whole_window() {
+        let e = engine();
+        let t0 = t("2026-11-22T08:00:00Z");
+        let mut rng = Rng::new(11);
+        let mut s = e.new_state();
+        let mut out = Emitted::default();
+        healthy(&e, &mut s, t0, 20, 100, &mut rng, &mut out);
+        assert!(out.alerts.is_empty(), "{:?}", out.alerts);
+        // the smallest latency that alerts for one record
+        let d = &s.outliers["latency_ms"];
+        let cfg = d.config.clone();
+        let borderline = (0..4000)
+            .map(|i| 55.0 * 1.002f64.powi(i))
+            .find(|&v| d.alerts(&d.assess("api", v), v))
+            .expect("some latency alerts");
+        let seen = d.assess("api", borderline);
+        assert!(seen.z < cfg.critical_z, "{seen:?}");
+        assert!(
+            (1.0 - seen.score) * 1000.0 > 1.0 - cfg.alert_score,
+            "borderline for a window of 1000 records: {seen:?}"
+        );
+        let busy = t0 + Duration::minutes(20);
+        let run = |records: i64, slow: f64, seed: u64| {
+            let mut s = s.clone();
+            let mut out = Emitted::default();
+            let mut rng = Rng::new(seed);
+            for i in 0..records {
+                let at = busy + Duration::milliseconds(i * 50_000 / records);
+                let latency = if i == records / 2 {
+                    slow
+                } else {
+                    (4.0 + 0.5 * rng.normal()).exp()
+                };
+                e.observe(&mut s, "api", &http(at, "api", 200, latency), &mut out);
+            }
+            e.close(&mut s, "api", busy + Duration::minutes(2), &mut out);
+            out.alerts
+        };
+        assert!(run(1000, borderline, 1).is_empty(), "busy window: no alert");
+        let quiet = run(1, borderline, 2);
+        assert_eq!(quiet.len(), 1, "one record: it alerts as it did alone");
+        assert_eq!(quiet[0].detector, "outlier");
+        let critical = run(1000, 100_000.0, 3);
+        assert_eq!(critical.len(), 1, "{critical:?}");
+        assert_eq!(critical[0].severity, crate::model::Severity::Critical);
+    }
+
+    /// An incident opened by a latency outlier does not swallow the error
+    /// burst that follows it: the error-rate alert outranks it and is
+    /// emitted; the burst's later windows are part of the incident.
+    #[test]
+    fn a_higher_ranked_finding_is_reported_within_an_open_incident() {
+        let e = engine();
+        let t0 = t("2026-11-22T08:00:00Z");
+        let mut rng = Rng::new(13);
+        let mut s = e.new_state();
+        let mut out = Emitted::default();
+        healthy(&e, &mut s, t0, 20, 40, &mut rng, &mut out);
+        let spike = t0 + Duration::minutes(20);
+        e.observe(&mut s, "api", &http(spike, "api", 200, 100_000.0), &mut out);
+        for m in 1..4i64 {
+            for i in 0..40i64 {
+                let at = spike + Duration::seconds(m * 60 + i);
+                let status = if i % 2 == 0 { 503 } else { 200 };
+                e.observe(&mut s, "api", &http(at, "api", status, 50.0), &mut out);
+            }
+        }
+        e.close(&mut s, "api", spike + Duration::minutes(6), &mut out);
+        let detectors: Vec<&str> = out.alerts.iter().map(|a| a.detector.as_str()).collect();
+        assert_eq!(detectors.len(), 2, "{:?}", out.alerts);
+        assert_eq!(detectors[0], "outlier");
+        assert!(
+            detectors[1] == "http_5xx_rate" || detectors[1] == "error_rate",
+            "{detectors:?}"
+        );
+        assert_eq!(out.alerts[1].window_start, spike + Duration::minutes(1));
+        assert!(
+            out.suppressed >= 2,
+            "the burst's later windows: {}",
+            out.suppressed
+        );
     }
 
     /// 30 minutes of a healthy service, then 3 minutes with 60 % errors,
@@ -916,7 +1093,7 @@ mod tests {
         assert!(
             s.pending[&t0.timestamp()]
                 .iter()
-                .all(|a| a.rule.as_deref() == Some("temperature_high"))
+                .all(|a| a.alert.rule.as_deref() == Some("temperature_high"))
         );
         e.close(&mut s, "st-1", t0 + Duration::minutes(2), &mut out);
         assert_eq!(out.alerts.len(), 1);

@@ -22,7 +22,7 @@ pub mod window;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use engine::{Emitted, Engine, EngineConfig, EntityState};
+pub use engine::{Emitted, Engine, EngineConfig, EntityState, Finding};
 pub use model::{Alert, Prediction, SCHEMA_VERSION, Severity};
 
 use logpipe_schema::{KAFKA_KEY_ATTRIBUTE, LogRecord, SourceType};

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{DEFAULT_ALERT_SCORE, SeriesScorer, SeriesScorerConfig};
+use crate::engine::Finding;
 use crate::model::{Alert, Severity};
 
 pub const DETECTOR: &str = "outlier";
@@ -178,6 +179,23 @@ impl OutlierDetector {
         window_end: DateTime<Utc>,
         record_id: Option<String>,
     ) -> Option<Alert> {
+        self.observe_finding(entity, value, window_start, window_end, record_id)
+            .map(|f| f.alert)
+    }
+
+    /// [`OutlierDetector::observe`], as a finding for the engine to hold
+    /// until its window closes: a warning carries its tail probability and
+    /// budget, so it stands only if it is rare for the whole window (see
+    /// [`Finding::significant`]); a critical one (`z ≥ critical_z`) stands
+    /// by itself.
+    pub fn observe_finding(
+        &mut self,
+        entity: &str,
+        value: f64,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+        record_id: Option<String>,
+    ) -> Option<Finding> {
         if !value.is_finite() {
             return None;
         }
@@ -208,7 +226,13 @@ impl OutlierDetector {
         a.expected = Some(expected);
         a.threshold = Some(threshold);
         a.sample_record_ids.extend(record_id);
-        Some(a)
+        let tail = (severity != Severity::Critical).then(|| {
+            (
+                (1.0 - seen.score).max(0.0),
+                (1.0 - cfg.alert_score).max(0.0),
+            )
+        });
+        Some(Finding { alert: a, tail })
     }
 }
 

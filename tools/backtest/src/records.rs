@@ -281,7 +281,7 @@ impl RecordRun {
         let mut held = Emitted::default();
         for state in self.states.values() {
             held.alerts
-                .extend(state.pending.values().flatten().cloned());
+                .extend(state.pending.values().flatten().map(|f| f.alert.clone()));
         }
         self.counts.open_at_end = self.pending.len() as u64;
         for a in held.alerts {
