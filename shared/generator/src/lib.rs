@@ -27,6 +27,7 @@ mod sap;
 mod sensor;
 mod syslog;
 mod template;
+mod textlog;
 mod web;
 
 #[cfg(test)]
@@ -71,10 +72,18 @@ pub enum Kind {
     Sensor,
     Batch,
     Syslog,
+    /// Syslog as written to files (`Mmm dd hh:mm:ss host program[pid]: …`).
+    SyslogFile,
+    /// Spring Boot / log4j text lines.
+    Log4j,
+    Logfmt,
+    NginxError,
+    /// ArcSight CEF firewall events.
+    Cef,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 13] = [
         Kind::WebAccess,
         Kind::AppJson,
         Kind::SplunkHec,
@@ -83,6 +92,21 @@ impl Kind {
         Kind::Sensor,
         Kind::Batch,
         Kind::Syslog,
+        Kind::SyslogFile,
+        Kind::Log4j,
+        Kind::Logfmt,
+        Kind::NginxError,
+        Kind::Cef,
+    ];
+
+    /// The text-file formats: not in the default mix (seeded runs recorded
+    /// before they existed still reproduce); `all_formats` adds them.
+    pub const TEXT_FILES: [Kind; 5] = [
+        Kind::SyslogFile,
+        Kind::Log4j,
+        Kind::Logfmt,
+        Kind::NginxError,
+        Kind::Cef,
     ];
 
     /// The snake_case name used in requests.
@@ -96,6 +120,11 @@ impl Kind {
             Kind::Sensor => "sensor",
             Kind::Batch => "batch",
             Kind::Syslog => "syslog",
+            Kind::SyslogFile => "syslog_file",
+            Kind::Log4j => "log4j",
+            Kind::Logfmt => "logfmt",
+            Kind::NginxError => "nginx_error",
+            Kind::Cef => "cef",
         }
     }
 
@@ -111,6 +140,11 @@ impl Kind {
             Kind::Sensor => Format::Sensor,
             Kind::Batch => Format::Batch,
             Kind::Syslog => Format::Syslog5424,
+            Kind::SyslogFile => Format::SyslogFile,
+            Kind::Log4j => Format::Log4j,
+            Kind::Logfmt => Format::Logfmt,
+            Kind::NginxError => Format::NginxError,
+            Kind::Cef => Format::Cef,
         }
     }
 
@@ -119,12 +153,13 @@ impl Kind {
         self.format().as_str()
     }
 
-    /// Weight in the default mix (percent).
+    /// Weight in the default mix (percent); 0 for the text-file formats.
     pub fn default_weight(self) -> f64 {
         match self {
             Kind::WebAccess => 35.0,
             Kind::AppJson => 30.0,
             Kind::Sensor => 10.0,
+            k if Kind::TEXT_FILES.contains(&k) => 0.0,
             _ => 5.0,
         }
     }
@@ -132,7 +167,25 @@ impl Kind {
 
 /// The mix used when a request names none.
 pub fn default_mix() -> BTreeMap<Kind, f64> {
-    Kind::ALL.iter().map(|k| (*k, k.default_weight())).collect()
+    Kind::ALL
+        .iter()
+        .map(|k| (*k, k.default_weight()))
+        .filter(|(_, w)| *w > 0.0)
+        .collect()
+}
+
+/// The mix of `all_formats`: the default mix scaled to 85 %, and 3 % for
+/// each text-file format (web 29.75, app 25.5, sensor 8.5, the other
+/// default kinds 4.25 each).
+pub fn all_formats_mix() -> BTreeMap<Kind, f64> {
+    let mut mix: BTreeMap<Kind, f64> = default_mix()
+        .into_iter()
+        .map(|(k, w)| (k, w * 0.85))
+        .collect();
+    for k in Kind::TEXT_FILES {
+        mix.insert(k, 3.0);
+    }
+    mix
 }
 
 /// An injected incident.
@@ -210,9 +263,14 @@ pub struct GenerateRequest {
     #[serde(default = "default_count")]
     pub count: usize,
     /// Kind weights (>= 0, at least one > 0); None = [`default_mix`]
-    /// (web 35, app 30, splunk_hec 5, splunk_kv 5, sap 5, sensor 10, batch 5, syslog 5).
+    /// (web 35, app 30, splunk_hec 5, splunk_kv 5, sap 5, sensor 10, batch 5, syslog 5),
+    /// or [`all_formats_mix`] with `all_formats`.
     #[serde(default)]
     pub mix: Option<BTreeMap<Kind, f64>>,
+    /// Without a `mix`: also the text-file formats (syslog_file, log4j,
+    /// logfmt, nginx_error, cef), 3 % each. Not allowed with `mix`.
+    #[serde(default)]
+    pub all_formats: bool,
     /// Same seed ⇒ identical output. None: derived from `start` (so each
     /// scheduled run differs, and a run can be reproduced from its start time).
     #[serde(default)]
@@ -229,6 +287,7 @@ impl Default for GenerateRequest {
         GenerateRequest {
             count: DEFAULT_COUNT,
             mix: None,
+            all_formats: false,
             seed: None,
             services: None,
             anomalies: Vec::new(),
@@ -286,6 +345,11 @@ impl GenerateRequest {
             });
         }
         if let Some(mix) = &self.mix {
+            if self.all_formats {
+                return Err(GenerateError::BadMix(
+                    "all_formats picks the mix: give either mix or all_formats".into(),
+                ));
+            }
             for (kind, w) in mix {
                 if !w.is_finite() || *w < 0.0 {
                     return Err(GenerateError::BadMix(format!(
@@ -456,7 +520,11 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn new(req: &GenerateRequest, rng: &mut Rng) -> Plan {
-        let mix = req.mix.clone().unwrap_or_else(default_mix);
+        let mix = match (&req.mix, req.all_formats) {
+            (Some(mix), _) => mix.clone(),
+            (None, true) => all_formats_mix(),
+            (None, false) => default_mix(),
+        };
         let (kinds, kind_weights) = Kind::ALL
             .iter()
             .map(|k| (*k, mix.get(k).copied().unwrap_or(0.0)))
@@ -565,13 +633,20 @@ impl Plan {
 
     fn record(&self, rng: &mut Rng, kind: Kind, time: DateTime<Utc>, pos: f64) -> GeneratedRecord {
         match kind {
-            Kind::WebAccess | Kind::AppJson | Kind::SplunkHec | Kind::SplunkKv => {
+            Kind::WebAccess
+            | Kind::AppJson
+            | Kind::SplunkHec
+            | Kind::SplunkKv
+            | Kind::Log4j
+            | Kind::Logfmt => {
                 match self.pick_service(rng, pos) {
                     Some(s) => {
                         let service = &self.services[s];
                         let effects = self.effects(service, pos);
                         match kind {
                             Kind::WebAccess => web::record(self, rng, service, s, effects, time),
+                            Kind::Log4j => textlog::log4j(rng, service, effects, time),
+                            Kind::Logfmt => textlog::logfmt(rng, service, effects, time),
                             _ => app::record(self, rng, kind, service, effects, time),
                         }
                     }
@@ -586,6 +661,9 @@ impl Plan {
             }
             Kind::Batch => batch::record(self, rng, time, pos),
             Kind::Syslog => syslog::record(rng, time),
+            Kind::SyslogFile => textlog::syslog_file(rng, time),
+            Kind::NginxError => textlog::nginx_error(rng, time),
+            Kind::Cef => textlog::cef(rng, time),
         }
     }
 }

@@ -140,7 +140,10 @@ fn times_are_ordered_and_inside_the_span() {
 
 #[test]
 fn every_record_parses_as_its_format() {
-    let out = run(&request(5_000, 2024));
+    let out = run(&GenerateRequest {
+        all_formats: true,
+        ..request(6_000, 2024)
+    });
     let mut kinds = BTreeSet::new();
     let mut web_status = Vec::new();
     let mut web_latency = Vec::new();
@@ -179,7 +182,9 @@ fn every_record_parses_as_its_format() {
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
         let written = match r.kind {
-            Kind::WebAccess | Kind::Sap => trunc_s(r.event_time),
+            Kind::WebAccess | Kind::Sap | Kind::SyslogFile | Kind::NginxError => {
+                trunc_s(r.event_time)
+            }
             _ => trunc_ms(r.event_time),
         };
         assert_eq!(row.event_time, written, "{}", r.value);
@@ -191,6 +196,11 @@ fn every_record_parses_as_its_format() {
             Kind::Sap => SourceType::SapSyslog,
             Kind::Sensor => SourceType::Sensor,
             Kind::Syslog => SourceType::Syslog5424,
+            Kind::SyslogFile => SourceType::SyslogFile,
+            Kind::Log4j => SourceType::Log4j,
+            Kind::Logfmt => SourceType::Logfmt,
+            Kind::NginxError => SourceType::NginxError,
+            Kind::Cef => SourceType::Cef,
             Kind::Batch => unreachable!(),
         };
         assert_eq!(row.source_type, expected, "{}", r.value);
@@ -235,7 +245,22 @@ fn every_record_parses_as_its_format() {
                 assert_eq!(row.service.as_deref(), Some(r.key.as_str()));
                 assert!(row.attributes.contains_key("msgid"));
             }
-            Kind::Syslog => assert_eq!(row.host.as_deref(), Some(r.key.as_str())),
+            Kind::Syslog | Kind::SyslogFile | Kind::Cef => {
+                assert_eq!(row.host.as_deref(), Some(r.key.as_str()), "{}", r.value);
+                assert!(row.service.is_some(), "{}", r.value);
+            }
+            Kind::Log4j | Kind::Logfmt => {
+                assert!(row.level.is_some(), "{}", r.value);
+                // Spring Boot's layout and logfmt name the service; the
+                // classic log4j layout does not.
+                if r.kind == Kind::Logfmt || r.value.contains(" --- [") {
+                    assert_eq!(row.service.as_deref(), Some(r.key.as_str()), "{}", r.value);
+                }
+            }
+            Kind::NginxError => {
+                assert_eq!(row.service.as_deref(), Some("nginx"));
+                assert!(row.level.is_some(), "{}", r.value);
+            }
             Kind::Batch => {}
         }
     }
@@ -302,6 +327,26 @@ fn mix_is_respected() {
         let got = share(counts.get(&k).copied().unwrap_or(0), out.len());
         let want = k.default_weight() / 100.0;
         assert!((got - want).abs() < 0.025, "{k:?}: {got} vs {want}");
+    }
+    for k in Kind::TEXT_FILES {
+        assert!(!counts.contains_key(&k), "{k:?} is not in the default mix");
+    }
+    // all_formats: every kind, the text-file formats 3 % each, the others
+    // in the default's proportions.
+    let all = run(&GenerateRequest {
+        all_formats: true,
+        ..request(8_000, 9)
+    });
+    let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
+    for r in &all {
+        *counts.entry(r.kind).or_default() += 1;
+    }
+    let mix = all_formats_mix();
+    assert!((mix.values().sum::<f64>() - 100.0).abs() < 1e-9);
+    for k in Kind::ALL {
+        let got = share(counts.get(&k).copied().unwrap_or(0), all.len());
+        let want = mix[&k] / 100.0;
+        assert!((got - want).abs() < 0.02, "{k:?}: {got} vs {want}");
     }
 
     for only in Kind::ALL {
@@ -370,6 +415,14 @@ fn validation() {
         mix: Some(pairs.iter().copied().collect()),
         ..request(10, 1)
     };
+    assert!(matches!(
+        GenerateRequest {
+            all_formats: true,
+            ..with_mix(&[(Kind::Cef, 1.0)])
+        }
+        .validate(),
+        Err(GenerateError::BadMix(_))
+    ));
     for pairs in [
         &[(Kind::WebAccess, -1.0), (Kind::AppJson, 5.0)][..],
         &[(Kind::WebAccess, 0.0), (Kind::AppJson, 0.0)],
