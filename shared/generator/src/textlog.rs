@@ -38,14 +38,14 @@ fn fill(rng: &mut Rng, text: &str) -> String {
         "hex" => out.push_str(&rng.hex(12)),
         "user" => out.push_str(&format!("u-{}", rng.digits(5))),
         "order" => out.push_str(&format!("ORD-{}", rng.digits(8))),
-        "route" => out.push_str(*rng.pick(&[
+        "route" => out.push_str(rng.pick::<&str>(&[
             "/api/cart",
             "/api/orders",
             "/api/search",
             "/api/payments/authorize",
             "/api/items",
         ])),
-        "unit" => out.push_str(*rng.pick(&[
+        "unit" => out.push_str(rng.pick::<&str>(&[
             "nginx.service",
             "kubelet.service",
             "logrotate.service",
