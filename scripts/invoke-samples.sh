@@ -125,6 +125,8 @@ DATABASE_URL="$DATABASE_URL" \
 KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
 FORWARD_TOPIC=log-processing \
 REPORT_BATCH_ITEM_FAILURES=true \
+SCHEMA_REGISTRY=files \
+SCHEMA_REGISTRY_DIR="$root/events/ingest/schemas" \
   setsid cargo lambda watch --ignore-changes \
     --invoke-address 127.0.0.1 --invoke-port "$port" \
     --timeout "$invoke_timeout" \

@@ -299,3 +299,104 @@ async fn glue_schemas_from_moto_decode_glue_framed_values() {
     let got: String = row.get(0);
     assert_eq!(got, format!("ledger|error|glue hello|{version}"));
 }
+
+/// Sets the `valueSchemaMetadata` the event source mapping adds when it has
+/// validated a record against a registry, on the event's record with `key`.
+fn with_value_schema(event: &mut serde_json::Value, key: &str, format: &str, id: &str) {
+    use base64::Engine;
+    let want = base64::engine::general_purpose::STANDARD.encode(key);
+    let records = event["records"]
+        .as_object_mut()
+        .expect("records by partition");
+    let record = records
+        .values_mut()
+        .flat_map(|list| list.as_array_mut().expect("a list").iter_mut())
+        .find(|r| r["key"] == want.as_str())
+        .unwrap_or_else(|| panic!("no record with key {key}"));
+    record["valueSchemaMetadata"] = serde_json::json!({"dataFormat": format, "schemaId": id});
+}
+
+/// `EventRecordFormat: SOURCE`: the mapping delivers the value without its
+/// framing and names the schema in `valueSchemaMetadata`. Raw Avro (one
+/// value starting with a zero byte, as Confluent framing would) and raw
+/// Protobuf are decoded with the schema that metadata names; a JSON value
+/// with metadata (the JSON mode) is parsed as it is; a schema id nobody
+/// knows is dead-lettered as `schema_unknown`; an unmarked plain line is
+/// stored as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_format_values_are_decoded_with_the_schema_their_metadata_names() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let input = vec![
+        framed("a", avro_strings(&["source avro", "error", "billing"])),
+        // First field empty: the value starts 0x00 like a Confluent frame.
+        framed("z", avro_strings(&["", "warn", "zero"])),
+        framed("p", proto_strings(&["source proto", "warn", "orders"])),
+        framed(
+            "j",
+            br#"{"message":"json mode","level":"info","service":"search"}"#.to_vec(),
+        ),
+        framed("u", avro_strings(&["nobody knows", "info", "x"])),
+        Produce::text("t", "a plain line between them"),
+    ];
+    produce(&bootstrap, TOPIC, &input).await.unwrap();
+    let records = consume(&bootstrap, TOPIC, "source-consumer", input.len())
+        .await
+        .unwrap();
+    let mut event = event(&records, EventSource::Msk, &bootstrap);
+    with_value_schema(&mut event, "a", "AVRO", "7");
+    with_value_schema(&mut event, "z", "AVRO", "7");
+    with_value_schema(&mut event, "p", "PROTOBUF", "9");
+    with_value_schema(&mut event, "j", "AVRO", "7");
+    with_value_schema(&mut event, "u", "AVRO", "99");
+
+    let files = SchemaDir::new(schema_dir()).unwrap();
+    let handler = ingestor(&stack, config())
+        .await
+        .unwrap()
+        .with_registry(Arc::new(Registry::files(files, 10)));
+    let out = invoke(&handler, &event).await.expect("the batch succeeds");
+    let s = &out.summary;
+    assert!(out.batch.batch_item_failures.is_empty(), "{out:?}");
+    assert_eq!(s.records_in, 6, "{s:?}");
+    assert_eq!(s.records_schema_decoded, 3, "{s:?}");
+    assert_eq!(s.records_stored, 5, "{s:?}");
+    assert_eq!(s.records_dead_lettered, 1, "{s:?}");
+    assert_eq!(
+        s.dead_letter_classes.get("schema_unknown"),
+        Some(&1),
+        "{s:?}"
+    );
+
+    let db = sql(&stack.database_url()).await.unwrap();
+    let rows = db
+        .query(
+            "SELECT concat_ws('|', service, level, message, \
+                    attributes->'value_schema'->>'dataFormat', \
+                    attributes->'value_schema'->>'schemaId', source_type) \
+             FROM logs WHERE attributes ? 'value_schema' ORDER BY service",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        got,
+        [
+            "billing|error|source avro|AVRO|7|app_json",
+            "orders|warn|source proto|PROTOBUF|9|app_json",
+            "search|info|json mode|AVRO|7|app_json",
+            "zero|warn||AVRO|7|app_json",
+        ],
+        "decoded with the schema the metadata names, metadata kept"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM logs WHERE source_type = 'generic'"
+        )
+        .await,
+        1,
+        "the plain line"
+    );
+}

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::{RegistryConfigError, RegistryError};
 pub use schema::{Schema, SchemaText, SchemaType};
-pub use wire::{Framed, SchemaKey, is_framed, unframe};
+pub use wire::{Framed, SchemaKey, format_uuid, is_framed, parse_uuid, unframe};
 
 use confluent::{ConfluentClient, Credentials};
 use files::SchemaDir;
