@@ -8,6 +8,8 @@
 //! `ingest_isolation_overhead`: the same batch with one row PostgreSQL
 //! refuses, against the batch clean, both through the handler.
 
+mod classify;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -38,8 +40,13 @@ fn main() -> Result<()> {
 }
 
 async fn bench() -> Result<()> {
+    let formats = logpipe_devstack::workspace_root()?.join("events/formats");
+    // CPU only: no stack needed.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("classify") {
+        return classify::classify_bench(&sample_records(), &formats);
+    }
     let stack = LocalStack::start(StackOptions::default()).await?;
-    // BENCH_ONLY=detect|produce|e2e|isolation runs one part (the full run
+    // BENCH_ONLY=classify|detect|produce|e2e|isolation runs one part (the full run
     // takes minutes).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("isolation") => return isolation_bench(&stack).await,
@@ -101,6 +108,7 @@ async fn bench() -> Result<()> {
     println!("RESULT copy_records_per_s={copy:.0}");
     println!("RESULT ingest_vs_copy={:.2}", ingest / copy);
     println!("RESULT peak_rss_mb={:.1}", peak_rss_kb as f64 / 1024.0);
+    classify::classify_bench(&records, &formats)?;
     isolation_bench(&stack).await?;
     produce_bench(&stack).await?;
     detect_bench(&stack).await?;
