@@ -478,3 +478,83 @@ async fn concurrent_batches_for_one_entity_lose_no_update() {
         "every batch wrote its own version: {versions}"
     );
 }
+
+/// Two stations on two partitions, one's clock two hours behind the
+/// other's (a replay, or a source with a slow clock): each is judged on its
+/// own clock. None of the lagging station's records is late, its breach is
+/// reported when its own window closes, and once it falls silent its
+/// windows go on closing as the group's clock moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_whose_clock_runs_behind_is_judged_on_its_own_clock() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let bootstrap = stack.bootstrap_servers();
+    let d = detector(&stack, test_config()).await;
+    let db = sql(&stack.database_url()).await.unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+    let ahead_t0 = t0 + chrono::Duration::hours(2);
+    // One batch per station and round: six readings 10 s apart.
+    let batch = |partition: i32, station: &str, start: DateTime<Utc>, round: i64, hot: bool| {
+        let records: Vec<EventRecord> = (0..6)
+            .map(|i| {
+                let temp = if hot && i == 0 { 45.0 } else { 20.0 };
+                let at = start + chrono::Duration::seconds(round * 60 + i * 10);
+                sensor_record(partition, round * 6 + i, at, station, temp)
+            })
+            .collect();
+        event(&records, EventSource::SelfManaged, &bootstrap)
+    };
+    let mut late = 0;
+    let mut processed = 0;
+    for round in 0..10 {
+        for e in [
+            batch(0, "st-ahead", ahead_t0, round, false),
+            batch(1, "st-behind", t0, round, round == 3),
+        ] {
+            let s = invoke_detect(&d, &e).await.unwrap().summary;
+            late += s.records_late;
+            processed += s.records_processed;
+        }
+    }
+    assert_eq!(processed, 120);
+    assert_eq!(
+        late, 0,
+        "the lagging station's records are on time for its own clock"
+    );
+    let breaches = count(
+        &db,
+        "SELECT count(*) FROM detect_outbox WHERE kind = 'alert' \
+          AND payload->>'entity' = 'st-behind' AND payload->>'detector' = 'threshold'",
+    )
+    .await;
+    assert_eq!(breaches, 1, "its breach at 10:03 is reported");
+
+    let before = closed_until(&db, "st-behind").await;
+    assert!(before < ahead_t0, "closed on its own clock: {before}");
+    // st-behind falls silent; st-ahead goes on for five more minutes.
+    for round in 10..15 {
+        let s = invoke_detect(&d, &batch(0, "st-ahead", ahead_t0, round, false))
+            .await
+            .unwrap()
+            .summary;
+        assert_eq!(s.records_late, 0);
+    }
+    let after = closed_until(&db, "st-behind").await;
+    assert_eq!(
+        (after - before).num_seconds(),
+        300,
+        "its silent windows close as the group's clock moves on"
+    );
+}
+
+async fn closed_until(
+    db: &logpipe_postgres::tokio_postgres::Client,
+    entity: &str,
+) -> DateTime<Utc> {
+    db.query_one(
+        "SELECT (state->>'closed_until')::timestamptz FROM detect_entity_state WHERE entity = $1",
+        &[&entity],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

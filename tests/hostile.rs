@@ -12,7 +12,7 @@
 //! - detect: processed + dead-lettered = records on `log-processing`;
 //! - both groups committed the end of every partition (counted from what was
 //!   produced/seen, not from Tansu's watermarks, which are unreliable);
-//! - each forward is on `log-processing` once (distinct keys = messages);
+//! - each forward is on `log-processing` once (distinct `record-id` headers = messages);
 //! - every invocation returned (no panic, no function error).
 //!
 //! Records are produced one per producer request: a mapping that seeks
@@ -807,10 +807,10 @@ async fn hostile_input_is_stored_or_dead_lettered_exactly_once() {
     eprintln!("rows in logs        {rows_in_logs}");
     eprintln!("dead letters        {}", dead.len());
     eprintln!(
-        "forwards            {} ({} distinct keys)",
+        "forwards            {} ({} distinct record ids)",
         seen.len(),
         seen.iter()
-            .map(|r| r.key.clone())
+            .map(|r| header(r, "record-id"))
             .collect::<BTreeSet<_>>()
             .len()
     );
@@ -934,7 +934,10 @@ async fn hostile_input_is_stored_or_dead_lettered_exactly_once() {
 
     // Forwards: once each; every stored row among them; the long
     // control-character line slimmed.
-    let keys: BTreeSet<Vec<u8>> = seen.iter().filter_map(|r| r.key.clone()).collect();
+    let keys: BTreeSet<Vec<u8>> = seen
+        .iter()
+        .filter_map(|r| header(r, "record-id").map(|id| id.as_bytes().to_vec()))
+        .collect();
     assert_eq!(keys.len(), seen.len(), "a forward published twice");
     let row_ids: BTreeSet<Vec<u8>> = client
         .query(

@@ -147,7 +147,8 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
     // Stored rows + dead letters = input.
     assert_eq!(s.records_stored + dead.len(), input.len());
 
-    // Normalized records were forwarded once per group, keyed by record id.
+    // Normalized records were forwarded once each, keyed by entity, with
+    // their record id in a header.
     let forwarded = consume(
         &bootstrap,
         "log-processing",
@@ -156,13 +157,22 @@ async fn every_format_becomes_rows_once_and_poison_is_dead_lettered() {
     )
     .await
     .unwrap();
-    let mut ids: Vec<&[u8]> = forwarded.iter().filter_map(|r| r.key.as_deref()).collect();
+    let mut ids: Vec<&str> = forwarded
+        .iter()
+        .filter_map(|r| header(r, "record-id"))
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), expected_rows as usize);
-    let one: logpipe_schema::LogRecord =
-        serde_json::from_slice(forwarded[0].value.as_deref().unwrap()).unwrap();
-    assert!(one.kafka.is_some());
+    for f in &forwarded {
+        let one: logpipe_schema::LogRecord =
+            serde_json::from_slice(f.value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            header(f, "record-id"),
+            one.kafka.as_ref().map(|k| k.record_id()).as_deref()
+        );
+        assert_eq!(f.key.as_deref(), Some(one.entity().as_bytes()));
+    }
 
     // Progress stored per partition, at the last offset of each.
     let progress = count(

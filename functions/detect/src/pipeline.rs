@@ -385,15 +385,26 @@ impl Detector {
             // A clock far ahead would make every later record late.
             if lr.event_time <= horizon {
                 newest = Some(newest.map_or(lr.event_time, |n| n.max(lr.event_time)));
+                self.engine.note_event_time(state, lr.event_time);
             }
         }
         let clock = advance_clock(txn, group, newest).await?;
+        if let Some(clock) = clock {
+            for entity in &entities {
+                if let Some(state) = states.get_mut(entity) {
+                    self.engine.sync_lag(state, clock);
+                }
+            }
+        }
         self.close_due(txn, clock, &entities, &mut states, &mut emitted)
             .await?;
         Ok((states, emitted))
     }
 
-    /// Closes the windows due at `clock`'s watermark.
+    /// Closes the windows due when the group's clock reads `clock`: each
+    /// entity's up to its own watermark ([`Engine::entity_watermark`]);
+    /// untouched entities are found by their next close on the group's
+    /// clock.
     async fn close_due(
         &self,
         txn: &Transaction<'_>,
@@ -408,7 +419,8 @@ impl Detector {
         let due = lock_due_entities(txn, group, watermark, touched, DUE_ENTITIES_PER_BATCH).await?;
         states.extend(due.into_iter().map(|row| self.state_of(row)));
         for (entity, state) in states.iter_mut() {
-            self.engine.close(state, entity, watermark, emitted);
+            let own = self.engine.entity_watermark(state, clock);
+            self.engine.close(state, entity, own, emitted);
         }
         Ok(())
     }
@@ -425,7 +437,7 @@ impl Detector {
                 // ok: EntityState is plain data with string map keys.
                 state: serde_json::to_value(state).unwrap_or(serde_json::Value::Null),
                 records_seen: state.records_seen as i64,
-                next_close_at: self.engine.next_close(state),
+                next_close_at: self.engine.next_close_on_group_clock(state),
             })
             .collect();
         logpipe_postgres::detect::save_entities(txn, &self.config.consumer_group, &updates).await

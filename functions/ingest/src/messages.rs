@@ -31,8 +31,19 @@ pub fn dead_letter(
     )
 }
 
-/// A normalized record for downstream consumers, keyed by its stable id so
-/// a replay can be recognised. A record whose JSON would exceed `max_bytes`
+/// The header holding a forward's stable record id (its Kafka coordinates
+/// and position in an envelope), so a replay can be recognised.
+pub const RECORD_ID_HEADER: &str = "record-id";
+
+/// Forward keys are cut to this many bytes (at a character boundary): a
+/// key only has to send one entity to one partition.
+pub const MAX_FORWARD_KEY_BYTES: usize = 256;
+
+/// A normalized record for downstream consumers, keyed by the entity
+/// detection attributes it to ([`LogRecord::entity`]): one entity's records
+/// share a partition, so detect sees them in order and one sandbox holds an
+/// entity's state. Its stable id travels in [`RECORD_ID_HEADER`] (and in
+/// the payload's `kafka`). A record whose JSON would exceed `max_bytes`
 /// is sent without `raw`, then with `message` and `attributes` cut, and
 /// marked `forward_truncated` (the row in `logs` stays whole; detection
 /// needs the fields, not the original text).
@@ -48,7 +59,7 @@ pub fn forward(record: &LogRecord, topic: &str, max_bytes: usize) -> OutMessage 
     }
     OutMessage {
         topic: topic.to_string(),
-        key: Some(id.into_bytes()),
+        key: Some(dlq::truncate_str(&record.entity(), MAX_FORWARD_KEY_BYTES).into()),
         payload: Some(payload),
         headers: vec![
             ("content-type".into(), b"application/json".to_vec()),
@@ -56,6 +67,7 @@ pub fn forward(record: &LogRecord, topic: &str, max_bytes: usize) -> OutMessage 
                 "source-type".into(),
                 record.source_type.as_str().as_bytes().to_vec(),
             ),
+            (RECORD_ID_HEADER.into(), id.into_bytes()),
         ],
     }
 }
@@ -181,11 +193,37 @@ mod tests {
             );
         }
         let m = forward(&row, "log-processing", 100_000);
+        assert_eq!(m.key.as_ref().map(Vec::len), Some(MAX_FORWARD_KEY_BYTES));
         let payload = m.payload.unwrap();
         assert!(payload.len() <= 100_000, "{}", payload.len());
         let back: LogRecord = serde_json::from_slice(&payload).unwrap();
         assert!(back.attributes.contains_key("forward_truncated"));
         assert_eq!(back.service.map(|s| s.len()), Some(256));
+    }
+
+    #[test]
+    fn forwards_are_keyed_by_entity_and_carry_their_record_id() {
+        let line = r#"{"level":"info","service":"checkout","message":"paid"}"#;
+        let mut row = logpipe_schema::parse(line, None, chrono::Utc::now()).unwrap()[0].clone();
+        row.kafka = Some(logpipe_schema::KafkaCoordinates {
+            topic: "log-ingestion".into(),
+            partition: 3,
+            offset: 41,
+            seq: 0,
+            timestamp_ms: 0,
+        });
+        let m = forward(&row, "log-processing", 1_000_000);
+        assert_eq!(m.key.as_deref(), Some(&b"checkout"[..]));
+        let id = row.kafka.as_ref().unwrap().record_id();
+        assert_eq!(header(&m, RECORD_ID_HEADER), Some(id.as_bytes()));
+        // Another record of the same entity: the same key, its own id.
+        row.kafka.as_mut().unwrap().offset = 42;
+        let next = forward(&row, "log-processing", 1_000_000);
+        assert_eq!(next.key, m.key);
+        assert_ne!(
+            header(&next, RECORD_ID_HEADER),
+            header(&m, RECORD_ID_HEADER)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!
 //! Ordering is what makes retries safe. Publishing finishes before the
 //! commit, so a crash in between re-publishes on retry (a duplicate
-//! downstream, keyed by record id) rather than losing anything; rows and
+//! downstream, with the same `record-id` header) rather than losing anything; rows and
 //! progress commit together, so a retry after the commit skips the records
 //! instead of storing them twice.
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use logpipe_schema::LogRecord;
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,16 @@ pub struct EntityState {
     /// of an alert about a silence.
     #[serde(default)]
     pub last_samples: Vec<String>,
+    /// The entity's own clock: its newest event time (see
+    /// [`Engine::note_event_time`]). `None` for states saved before it
+    /// existed; they follow the group's clock until their next record.
+    #[serde(default)]
+    pub newest: Option<DateTime<Utc>>,
+    /// How far (seconds, ≥ 0) the entity's clock ran behind the group's
+    /// when it last sent records. While it is silent its clock moves on with
+    /// the group's, this far behind, so its silent windows still close.
+    #[serde(default)]
+    pub lag_secs: i64,
 }
 
 /// A per-record finding held until its window closes.
@@ -262,7 +272,47 @@ impl Engine {
             pending: BTreeMap::new(),
             pending_dropped: BTreeMap::new(),
             last_samples: Vec::new(),
+            newest: None,
+            lag_secs: 0,
         }
+    }
+
+    /// Moves the entity's own clock to `event_time` (never back). Callers
+    /// leave out times too far in the future to trust.
+    pub fn note_event_time(&self, state: &mut EntityState, event_time: DateTime<Utc>) {
+        state.newest = Some(state.newest.map_or(event_time, |n| n.max(event_time)));
+    }
+
+    /// After a batch that touched the entity, with the group's clock at
+    /// `group_clock`: remembers how far the entity runs behind it.
+    pub fn sync_lag(&self, state: &mut EntityState, group_clock: DateTime<Utc>) {
+        if let Some(newest) = state.newest {
+            state.lag_secs = (group_clock.timestamp().saturating_sub(newest.timestamp())).max(0);
+        }
+    }
+
+    /// The entity's own watermark when the group's clock reads
+    /// `group_clock`: the group's clock less the entity's lag (its own
+    /// newest event time while it is sending, moving on with the group while
+    /// it is silent), less the allowed lateness. A source whose clock (or
+    /// replay) runs behind the others is judged on its own time, not marked
+    /// late by theirs.
+    pub fn entity_watermark(
+        &self,
+        state: &EntityState,
+        group_clock: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let own = saturating_sub_secs(group_clock, state.lag_secs);
+        // Its newest record can never be ahead of its own clock.
+        let own = state.newest.map_or(own, |n| own.max(n));
+        self.watermark(own)
+    }
+
+    /// [`Engine::next_close`] on the group's clock: the group watermark at
+    /// which the entity's own watermark reaches its next window end.
+    pub fn next_close_on_group_clock(&self, state: &EntityState) -> Option<DateTime<Utc>> {
+        let next = self.next_close(state)?;
+        TimeDelta::try_seconds(state.lag_secs.max(0)).and_then(|d| next.checked_add_signed(d))
     }
 
     /// Applies the current configuration to a loaded state (settings may

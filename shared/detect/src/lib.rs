@@ -25,7 +25,7 @@ pub(crate) mod testutil;
 pub use engine::{Emitted, Engine, EngineConfig, EntityState, Finding};
 pub use model::{Alert, Prediction, SCHEMA_VERSION, Severity};
 
-use logpipe_schema::{KAFKA_KEY_ATTRIBUTE, LogRecord, SourceType};
+use logpipe_schema::LogRecord;
 
 /// Errors of this crate (only configuration parsing can fail).
 #[derive(Debug, thiserror::Error)]
@@ -36,38 +36,11 @@ pub enum DetectError {
     InvalidConfig(String),
 }
 
-/// The entity a record is attributed to: the sensor id (host) for sensor
-/// records, otherwise the service, falling back to the host. A record that
-/// names neither is attributed to its Kafka key (kept by ingest in the
-/// [`KAFKA_KEY_ATTRIBUTE`] attribute: producers commonly key by system),
-/// then to its topic, and only then to "unknown". Blank names are skipped.
+/// The entity a record is attributed to ([`LogRecord::entity`]; ingest
+/// keys `log-processing` by it too, so an entity's records share a
+/// partition and arrive in order).
 pub fn entity_of(record: &LogRecord) -> String {
-    fn named(s: &Option<String>) -> Option<&str> {
-        s.as_deref().filter(|s| !s.trim().is_empty())
-    }
-    let (first, second) = if record.source_type == SourceType::Sensor {
-        (&record.host, &record.service)
-    } else {
-        (&record.service, &record.host)
-    };
-    named(first)
-        .or_else(|| named(second))
-        .or_else(|| {
-            record
-                .attributes
-                .get(KAFKA_KEY_ATTRIBUTE)
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.trim().is_empty())
-        })
-        .or_else(|| {
-            record
-                .kafka
-                .as_ref()
-                .map(|k| k.topic.as_str())
-                .filter(|s| !s.trim().is_empty())
-        })
-        .unwrap_or("unknown")
-        .to_string()
+    record.entity()
 }
 
 /// The record id (Kafka coordinates) if the record has one.
@@ -79,7 +52,7 @@ pub fn record_id_of(record: &LogRecord) -> Option<String> {
 mod tests {
     use super::*;
     use crate::testutil::{record, sensor, t};
-    use logpipe_schema::KafkaCoordinates;
+    use logpipe_schema::{KAFKA_KEY_ATTRIBUTE, KafkaCoordinates};
 
     #[test]
     fn entity_falls_back_to_key_then_topic_then_unknown() {

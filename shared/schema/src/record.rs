@@ -190,3 +190,40 @@ pub struct LogRecord {
     /// Set by the ingest path once the record's Kafka origin is known.
     pub kafka: Option<KafkaCoordinates>,
 }
+
+impl LogRecord {
+    /// The entity a record is attributed to: the sensor id (host) for sensor
+    /// records, otherwise the service, falling back to the host. A record that
+    /// names neither is attributed to its Kafka key (kept by ingest in the
+    /// [`KAFKA_KEY_ATTRIBUTE`] attribute: producers commonly key by system),
+    /// then to its topic, and only then to "unknown". Blank names are skipped.
+    pub fn entity(&self) -> String {
+        let record = self;
+        fn named(s: &Option<String>) -> Option<&str> {
+            s.as_deref().filter(|s| !s.trim().is_empty())
+        }
+        let (first, second) = if record.source_type == SourceType::Sensor {
+            (&record.host, &record.service)
+        } else {
+            (&record.service, &record.host)
+        };
+        named(first)
+            .or_else(|| named(second))
+            .or_else(|| {
+                record
+                    .attributes
+                    .get(KAFKA_KEY_ATTRIBUTE)
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.trim().is_empty())
+            })
+            .or_else(|| {
+                record
+                    .kafka
+                    .as_ref()
+                    .map(|k| k.topic.as_str())
+                    .filter(|s| !s.trim().is_empty())
+            })
+            .unwrap_or("unknown")
+            .to_string()
+    }
+}

@@ -108,7 +108,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     tokio::pin!(ctrl_c);
     while started.elapsed() < total {
         if run < runs && Instant::now() >= next_run {
-            let mut input = serde_json::json!({"count": opts.count, "seed": 7000 + run});
+            // Every line format the generator knows, so the summary shows each
+            // parsed to its own source type with its own time.
+            let mut input =
+                serde_json::json!({"count": opts.count, "seed": 7000 + run, "all_formats": true});
             if run == incident_run {
                 input["anomalies"] = serde_json::json!([
                     {"kind": "error_burst", "target": "checkout", "start": 0.0, "share": 1.0}
