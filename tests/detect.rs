@@ -282,15 +282,19 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
             sensor_record(0, i, t0 + chrono::Duration::seconds(i * 5), station, 45.0)
         })
         .collect();
-    // A later reading moves the clock so that the first minute closes.
-    records.push(sensor_record(
-        0,
-        6,
-        t0 + chrono::Duration::minutes(3),
-        "st-003",
-        20.0,
-    ));
-    let mut bad = sensor_record(0, 7, t0, "st-001", 1.0);
+    // A later reading of each moves its own clock, so its first minute
+    // closes (each entity is judged on its own clock: another station's
+    // reading would not close theirs).
+    for (offset, station) in [(6, "st-001"), (7, "st-002")] {
+        records.push(sensor_record(
+            0,
+            offset,
+            t0 + chrono::Duration::minutes(3),
+            station,
+            20.0,
+        ));
+    }
+    let mut bad = sensor_record(0, 8, t0, "st-001", 1.0);
     bad.value = Some(b"{not json".to_vec());
     records.push(bad);
     let ev = event(&records, EventSource::SelfManaged, &bootstrap);
@@ -304,10 +308,10 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
     );
     // The dead letter could not be delivered either, so progress stops
     // before it; the alerts wait in the outbox, so the whole batch is
-    // handed back (the 7 committed records come back as duplicates).
+    // handed back (the 8 committed records come back as duplicates).
     assert_eq!(r.summary.records_processed, 0);
-    assert_eq!(r.summary.records_retry, 8);
-    assert_eq!(r.summary.records_in, 8);
+    assert_eq!(r.summary.records_retry, 9);
+    assert_eq!(r.summary.records_in, 9);
     let db = sql(&stack.database_url()).await.unwrap();
     let pending =
         "SELECT count(*) FROM detect_outbox WHERE kind = 'alert' AND published_at IS NULL";
@@ -334,7 +338,7 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
         }
     }
     let retry = retry.expect("retry succeeds once the broker is back");
-    assert_eq!(retry.summary.records_duplicate, 7);
+    assert_eq!(retry.summary.records_duplicate, 8);
     assert_eq!(retry.summary.records_dead_lettered, 1);
     assert_eq!(count(&db, pending).await, 0);
     let alerts: Vec<Alert> = parse_values(&alerts_tap.take(2).await);
@@ -349,7 +353,7 @@ async fn alerts_owed_while_the_broker_is_down_are_published_once_after_it_return
 
     // Once more: nothing new anywhere.
     let r = invoke_detect(&detector, &ev).await.unwrap();
-    assert_eq!(r.summary.records_duplicate, 8);
+    assert_eq!(r.summary.records_duplicate, 9);
     assert!(alerts_tap.rest(Duration::from_secs(3)).await.is_empty());
 }
 
