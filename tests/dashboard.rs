@@ -187,6 +187,15 @@ async fn the_page_draws_every_panel_from_the_local_database() {
         Some(&spec.panels.len().to_string())
     );
     assert_eq!(body.get("data-errors").map(String::as_str), Some("0"));
+    // refresh=2 over 15 s of the browser's virtual time: it kept refreshing.
+    let loads: u32 = body
+        .get("data-loads")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        loads >= 2,
+        "the page loaded the panels {loads} time(s), never refreshed"
+    );
 
     // The page shows what the API answers now (the data does not change).
     let expected: PanelsReport = dashboard

@@ -1,8 +1,9 @@
 // The local dashboard page: fetches /api/panels every few seconds and draws
 // each panel — timeseries and bar charts with uPlot, tables and stats as
 // HTML. For tests and scripts <body> carries data-state ("loading", "error",
-// "ready" after the first good render), data-panels and data-errors; each
-// panel carries data-rows.
+// "ready" after the first good render), data-panels, data-errors (panels
+// that failed) and data-loads (good refreshes so far); each panel carries
+// data-rows.
 "use strict";
 (function () {
   const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
@@ -52,6 +53,7 @@
       render(data);
       showProblem(null);
       body.dataset.state = "ready";
+      body.dataset.loads = String(Number(body.dataset.loads || 0) + 1);
       ui.status.textContent = `${data.panels.length} panels, ${shortTime(data.from)} – ${shortTime(data.to)}` +
         ` · updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
     } catch (e) {
