@@ -25,6 +25,8 @@ seconds="${DEMO_SECONDS:-60}"
 interval="${DEMO_INTERVAL:-5}"
 count="${DEMO_COUNT:-400}"
 work="$root/target/demo"
+# Where cargo puts the binaries built below (CARGO_TARGET_DIR honoured).
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p "$work"
 watch_log="$work/functions.log"
 started_at=$(date +%s)
@@ -85,7 +87,7 @@ dashboard_url=""
 if [ "${DASHBOARD:-}" = 1 ]; then
   dashboard_log="$work/dashboard.log"
   DATABASE_URL="$DATABASE_URL" DASHBOARD_PORT="${DASHBOARD_PORT:-8090}" \
-    target/debug/logpipe-dashboard </dev/null >"$dashboard_log" 2>&1 &
+    "$bin"/logpipe-dashboard </dev/null >"$dashboard_log" 2>&1 &
   dashboard_pid=$!
   # It prints "dashboard: http://127.0.0.1:PORT/" once it listens.
   for i in $(seq 100); do
@@ -121,11 +123,11 @@ done
 
 # 3. The live run.
 say "running the pipeline for ${seconds} s"
-target/debug/logpipe-dev demo --endpoint "http://127.0.0.1:$port" \
+"$bin"/logpipe-dev demo --endpoint "http://127.0.0.1:$port" \
   --seconds "$seconds" --interval "$interval" --count "$count"
 
 say "pipeline health right after the run (logpipe-dev health)"
-target/debug/logpipe-dev health --samples 3 --interval 1 || true
+"$bin"/logpipe-dev health --samples 3 --interval 1 || true
 
 if [ -n "$dashboard_url" ]; then
   say "the dashboard stays up at $dashboard_url with the stack; Ctrl-C stops both"
