@@ -15,6 +15,9 @@ pub enum MacroError {
     /// Quote doubling only protects text inside a string literal.
     #[error("$search at byte {0} is outside a quoted string literal")]
     UnquotedSearch(usize),
+    /// In an `E'…'` string a backslash escapes the quote after it.
+    #[error("$search at byte {0} is inside an E'' escape string")]
+    SearchInEscapeString(usize),
     /// PostgreSQL text cannot hold NUL; refusing it here names the cause.
     #[error("the search text contains a NUL character")]
     NulInSearch,
@@ -29,7 +32,8 @@ pub enum MacroError {
 /// - `$search` → `search` with every `'` doubled, as Grafana escapes a text
 ///   variable. That is safe only inside a `'…'` literal with
 ///   `standard_conforming_strings` on (PostgreSQL's default; the dashboard
-///   sets it for its session), so a `$search` outside one is refused.
+///   sets it for its session), so a `$search` outside one (or in an `E'…'`
+///   escape string, or a comment) is refused.
 pub fn expand(
     sql: &str,
     from: DateTime<Utc>,
@@ -41,13 +45,28 @@ pub fn expand(
     }
     let (from, to) = (literal(from), literal(to));
     let mut out = String::with_capacity(sql.len() + 64);
-    let mut in_literal = false;
+    // `Some(escape)` inside a '…' literal (E'…' when `escape`).
+    let mut literal: Option<bool> = None;
     let mut i = 0;
     while let Some(c) = sql[i..].chars().next() {
         let rest = &sql[i..];
+        if literal.is_none() && (rest.starts_with("--") || rest.starts_with("/*")) {
+            // Comments are copied as they are: a quote in one opens nothing.
+            let end = if rest.starts_with("--") {
+                rest.find('\n').map_or(rest.len(), |n| n + 1)
+            } else {
+                rest.find("*/").map_or(rest.len(), |n| n + 2)
+            };
+            out.push_str(&rest[..end]);
+            i += end;
+            continue;
+        }
         if c == '\'' {
-            // A doubled quote inside a literal toggles twice: still inside.
-            in_literal = !in_literal;
+            // A doubled quote inside a literal closes and reopens it.
+            literal = match literal {
+                Some(_) => None,
+                None => Some(is_escape_prefix(&sql[..i])),
+            };
         } else if c == '$' {
             if let Some(after) = rest.strip_prefix("$__timeFilter(") {
                 let open = i + "$__timeFilter(".len();
@@ -83,8 +102,10 @@ pub fn expand(
             if let Some(after) = rest.strip_prefix("$search")
                 && !after.starts_with(|c: char| c == '_' || c.is_ascii_alphanumeric())
             {
-                if !in_literal {
-                    return Err(MacroError::UnquotedSearch(i));
+                match literal {
+                    None => return Err(MacroError::UnquotedSearch(i)),
+                    Some(true) => return Err(MacroError::SearchInEscapeString(i)),
+                    Some(false) => {}
                 }
                 out.push_str(&search.replace('\'', "''"));
                 i += "$search".len();
@@ -101,6 +122,16 @@ pub fn expand(
 /// never SQL).
 pub fn expand_title(title: &str, search: &str) -> String {
     title.replace("$search", search)
+}
+
+/// Whether a literal opening after `before` is an `E'…'` escape string: an
+/// `E` that is not the end of a longer name.
+fn is_escape_prefix(before: &str) -> bool {
+    let mut back = before.chars().rev();
+    matches!(back.next(), Some('E' | 'e'))
+        && !back
+            .next()
+            .is_some_and(|c| c == '_' || c == '$' || c.is_alphanumeric())
 }
 
 fn literal(t: DateTime<Utc>) -> String {
@@ -217,6 +248,34 @@ mod tests {
         assert_eq!(
             expand("SELECT '$search'", from, to, "a\0b"),
             Err(MacroError::NulInSearch)
+        );
+    }
+
+    #[test]
+    fn search_only_in_a_plain_literal() {
+        let (from, to) = range();
+        // A backslash escapes the quote after it in an E'' string.
+        assert_eq!(
+            expand("SELECT E'$search'", from, to, "w"),
+            Err(MacroError::SearchInEscapeString(9))
+        );
+        // …but a name ending in e before one is not that (a typed literal).
+        assert_eq!(
+            expand("WHERE d = date'$search'", from, to, "2026-01-01").as_deref(),
+            Ok("WHERE d = date'2026-01-01'")
+        );
+        assert_eq!(
+            expand("SELECT 'a' || '$search' AS e", from, to, "w").as_deref(),
+            Ok("SELECT 'a' || 'w' AS e")
+        );
+        // A quote in a comment opens no literal.
+        assert_eq!(
+            expand("SELECT 1 -- it's\nWHERE x = $search", from, to, "w"),
+            Err(MacroError::UnquotedSearch(27))
+        );
+        assert_eq!(
+            expand("SELECT /* it's */ '$search'", from, to, "w").as_deref(),
+            Ok("SELECT /* it's */ 'w'")
         );
     }
 

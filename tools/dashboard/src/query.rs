@@ -552,6 +552,16 @@ mod tests {
     }
 
     #[test]
+    fn every_panel_of_the_builtin_dashboard_expands() {
+        let now = Utc::now();
+        for panel in spec().panels {
+            let sql = expand(&panel.sql, now - chrono::Duration::hours(1), now, "it's")
+                .unwrap_or_else(|e| panic!("{}: {e}", panel.title));
+            assert!(!sql.contains('$'), "{}: {sql}", panel.title);
+        }
+    }
+
+    #[test]
     fn json_cannot_hold_nan() {
         assert_eq!(number(f64::NAN), Value::Null);
         assert_eq!(number(f64::INFINITY), Value::Null);
