@@ -7,10 +7,11 @@ FUNCTIONS := ingest produce detect
 # x86_64 ones in target/lambda that `make build` and the smoke deploy use.
 ARM64_DIR := target/lambda-arm64
 
-.PHONY: help demo test unit integration lint invoke build build-arm64 bench up down env topics tools clean validate deploy sam-deploy deploy-smoke
+.PHONY: help demo dashboard test unit integration lint invoke build build-arm64 bench up down env topics tools clean validate deploy sam-deploy deploy-smoke
 
 help:
 	@echo "make demo     run the pipeline on the local stack and show what happened"
+	@echo "make dashboard  the Grafana dashboard's panels on http://127.0.0.1:8090 from the local stack (DASHBOARD_PORT; make demo DASHBOARD=1 too)"
 	@echo "make test     everything CI runs: lint, unit + integration tests, sample invokes, Lambda build"
 	@echo "make up|down  start/stop the local stack (PostgreSQL, Tansu, moto); make env prints its variables"
 	@echo "make invoke   cargo lambda watch + invoke every sample in events/ingest, checking the summaries"
@@ -32,6 +33,13 @@ tools:
 
 demo: tools
 	@scripts/demo.sh
+
+# The local dashboard (tools/dashboard): the panels of
+# infra/grafana/logpipe.json from the local stack's PostgreSQL (started if
+# it is not running), on 127.0.0.1:$${DASHBOARD_PORT:-8090}, until Ctrl-C.
+dashboard: tools
+	@eval "$$($(CARGO) run -q -p logpipe-devstack --bin logpipe-dev -- up)" && \
+	  $(CARGO) run -q -p logpipe-dashboard
 
 test: tools
 	@scripts/test.sh

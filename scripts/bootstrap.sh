@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what logpipe's make targets need, skipping whatever is present:
-#   - apt packages (cmake for librdkafka, PostgreSQL server binaries) when root
+#   - apt packages (cmake for librdkafka, PostgreSQL server binaries; for
+#     `all` also chromium, the headless browser of tests/dashboard.rs) when root
 #   - the Tansu broker (cargo install, ~10 min the first time) and cargo-deny
 #   - a project-local Python venv (.venv) with moto and cargo-lambda, and the
 #     template validators (aws-sam-cli, cfn-lint)
@@ -16,6 +17,11 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v c++ >/dev/null || need_apt+=(g++)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   need_apt+=(postgresql)
+fi
+# The local dashboard's test drives a real headless browser (tests only).
+if [ "$what" = all ] && ! command -v chromium >/dev/null; then
+  say "chromium is missing: tests/dashboard.rs runs the local dashboard in headless Chromium"
+  need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -10,7 +10,10 @@
 #   4. stops everything it started — also on Ctrl-C or failure
 #
 # Knobs: DEMO_SECONDS (default 60), DEMO_INTERVAL (5), DEMO_COUNT (400 records
-# per run), KEEP_STACK=1 (leave the stack running for `make health`, psql …).
+# per run), KEEP_STACK=1 (leave the stack running for `make health`, psql …),
+# DASHBOARD=1 (the local dashboard from the start, refreshing live; after the
+# summary it stays up, with the stack, until Ctrl-C; DASHBOARD_PORT, default
+# 8090, 0 = any free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -22,15 +25,23 @@ seconds="${DEMO_SECONDS:-60}"
 interval="${DEMO_INTERVAL:-5}"
 count="${DEMO_COUNT:-400}"
 work="$root/target/demo"
+# Where cargo puts the binaries built below (CARGO_TARGET_DIR honoured).
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mkdir -p "$work"
 watch_log="$work/functions.log"
 started_at=$(date +%s)
 
 watch_pgid=""
 stack_started=""
+dashboard_pid=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$dashboard_pid" ]; then
+    say "stopping the dashboard"
+    kill -TERM "$dashboard_pid" 2>/dev/null || true
+    wait "$dashboard_pid" 2>/dev/null || true
+  fi
   if [ -n "$watch_pgid" ]; then
     say "stopping cargo lambda watch"
     # Its function processes run in the same session: kill the whole group,
@@ -69,7 +80,25 @@ psql "$DATABASE_URL" -q -X -v ON_ERROR_STOP=1 \
 
 # 2. The functions. Built first so the first invocations do not wait for it.
 say "building the functions (ingest, detect, produce) and the dev CLI"
-cargo build -q -p ingest -p detect -p produce -p logpipe-devstack
+build=(-p ingest -p detect -p produce -p logpipe-devstack)
+[ "${DASHBOARD:-}" = 1 ] && build+=(-p logpipe-dashboard)
+cargo build -q "${build[@]}"
+dashboard_url=""
+if [ "${DASHBOARD:-}" = 1 ]; then
+  dashboard_log="$work/dashboard.log"
+  DATABASE_URL="$DATABASE_URL" DASHBOARD_PORT="${DASHBOARD_PORT:-8090}" \
+    "$bin"/logpipe-dashboard </dev/null >"$dashboard_log" 2>&1 &
+  dashboard_pid=$!
+  # It prints "dashboard: http://127.0.0.1:PORT/" once it listens.
+  for i in $(seq 100); do
+    dashboard_url=$(sed -n 's/^dashboard: //p' "$dashboard_log")
+    [ -n "$dashboard_url" ] && break
+    kill -0 "$dashboard_pid" 2>/dev/null || { cat "$dashboard_log" >&2; die "the dashboard exited"; }
+    [ "$i" -lt 100 ] || die "the dashboard did not start within 10 s (log: $dashboard_log)"
+    sleep 0.1
+  done
+  say "dashboard: $dashboard_url (refreshes every 5 s while the demo runs; log: $dashboard_log)"
+fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 say "serving the functions with cargo lambda watch on 127.0.0.1:$port (log: $watch_log)"
 # Demo-sized detection: 10 s windows so the incident is seen within a minute.
@@ -94,8 +123,18 @@ done
 
 # 3. The live run.
 say "running the pipeline for ${seconds} s"
-target/debug/logpipe-dev demo --endpoint "http://127.0.0.1:$port" \
+"$bin"/logpipe-dev demo --endpoint "http://127.0.0.1:$port" \
   --seconds "$seconds" --interval "$interval" --count "$count"
 
 say "pipeline health right after the run (logpipe-dev health)"
-target/debug/logpipe-dev health --samples 3 --interval 1 || true
+"$bin"/logpipe-dev health --samples 3 --interval 1 || true
+
+if [ -n "$dashboard_url" ]; then
+  say "the dashboard stays up at $dashboard_url with the stack; Ctrl-C stops both"
+  # A background job ignores SIGINT in a script: pass Ctrl-C on as SIGTERM
+  # and end normally (cleanup stops the stack).
+  trap 'kill -TERM "$dashboard_pid" 2>/dev/null || true' INT TERM
+  wait "$dashboard_pid" || true
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+fi
