@@ -118,8 +118,8 @@ async fn insert(client: &Client, day: &str, n: i32, first_offset: i64) {
         .execute(
             "INSERT INTO logs (topic, kafka_partition, kafka_offset, seq, kafka_timestamp, event_time,
                                source_type, message, raw)
-             SELECT 'maintain-test', 0, $2 + g, 0, t, t, 'text', 'row ' || g, 'row ' || g
-               FROM generate_series(0, $3 - 1) g,
+             SELECT 'maintain-test', 0, $2::bigint + g, 0, t, t, 'text', 'row ' || g, 'row ' || g
+               FROM generate_series(0, $3::int - 1) g,
                     LATERAL (SELECT ($1::date + g * interval '47 minutes')::timestamp
                                     AT TIME ZONE 'UTC') x(t)",
             &[
@@ -192,9 +192,13 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     );
 
     // 3. 2030-03-15, 30 days kept: the first kept day is 02-13.
-    let second = run(&m, json!({"source": "aws.scheduler"}), "2030-03-15T10:00:00Z")
-        .await
-        .expect("scheduled run");
+    let second = run(
+        &m,
+        json!({"source": "aws.scheduler"}),
+        "2030-03-15T10:00:00Z",
+    )
+    .await
+    .expect("scheduled run");
     assert_eq!(second.migrations_applied, 0);
     assert_eq!((second.retention_days, second.partitions_ahead), (30, 7));
     assert_eq!(
@@ -255,7 +259,10 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     .await
     .expect("manual run");
     assert_eq!((manual.retention_days, manual.partitions_ahead), (31, 8));
-    assert_eq!(names(&manual.partitions_created), days("2030-03-23", "2030-03-23"));
+    assert_eq!(
+        names(&manual.partitions_created),
+        days("2030-03-23", "2030-03-23")
+    );
     assert!(manual.partitions_dropped.is_empty(), "{manual:?}");
     assert_eq!(rows_per_day(&client).await, kept);
 

@@ -109,7 +109,9 @@ impl MaintainSummary {
             "dropped" => self.partitions_dropped.push(change.partition),
             "expired" => self.rows_expired_from_default += rows,
             // A newer schema reporting a change this build does not know.
-            other => tracing::warn!(action = other, partition = %change.partition, "unknown partition change"),
+            other => {
+                tracing::warn!(action = other, partition = %change.partition, "unknown partition change")
+            }
         }
     }
 
@@ -218,7 +220,9 @@ impl Maintainer {
                     ],
                 );
             }
-            Err(error) => tracing::error!(%error, transient = error.is_transient(), "maintenance failed"),
+            Err(error) => {
+                tracing::error!(%error, transient = error.is_transient(), "maintenance failed")
+            }
         }
         result
     }
@@ -319,7 +323,10 @@ mod tests {
             (json!({"retention_days": "7"}), "retention_days"),
             (json!({"retention_days": true}), "retention_days"),
             (json!({"retention_days": 1e12}), "retention_days"),
-            (json!({"retention_days": 3, "partitions_ahead": [2]}), "partitions_ahead"),
+            (
+                json!({"retention_days": 3, "partitions_ahead": [2]}),
+                "partitions_ahead",
+            ),
             (json!({"partitions_ahead": {"days": 2}}), "partitions_ahead"),
             (
                 json!({"detail-type": "Scheduled Event", "detail": {"partitions_ahead": -2}}),

@@ -1,6 +1,9 @@
 //! Wiring only: logs, the configuration and database client built once,
 //! then the runtime loop.
 
+// The runtime's future nests the handler's (migrations, TLS connect): deep.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{Error, run, service_fn};
 
 // One invocation at a time per sandbox: a single-threaded runtime is enough.
