@@ -1,6 +1,6 @@
 //! The maintain function's settings, all from environment variables.
 
-use logpipe_postgres::RetentionSettings;
+use logpipe_postgres::{DbError, RetentionSettings};
 
 /// | variable | default | meaning |
 /// |---|---|---|
@@ -56,8 +56,11 @@ impl MaintainConfig {
             }
         };
         Ok(Self {
-            retention: RetentionSettings::from_lookup(&get)
-                .map_err(|e| ConfigError(e.to_string()))?,
+            retention: RetentionSettings::from_lookup(&get).map_err(|e| match e {
+                // Already names the variable and the range.
+                DbError::Config(text) => ConfigError(text),
+                other => ConfigError(other.to_string()),
+            })?,
             run_migrations,
             function_name: text("AWS_LAMBDA_FUNCTION_NAME").unwrap_or(d.function_name),
         })
@@ -137,7 +140,10 @@ mod tests {
                 .expect_err(&format!("{key}={value} must be refused"));
             let text = error.to_string();
             assert!(
-                text.contains(key) && text.contains(value),
+                text.starts_with("maintain configuration is invalid: ")
+                    && !text.contains("database")
+                    && text.contains(key)
+                    && text.contains(value),
                 "{key}={value}: {text}"
             );
         }

@@ -194,8 +194,13 @@ impl Maintainer {
         payload: &Value,
         now: DateTime<Utc>,
     ) -> Result<MaintainSummary, MaintainError> {
-        let settings = parse_overrides(payload)?.apply(self.config.retention);
-        let result = self.maintain(settings, now).await;
+        let result = match parse_overrides(payload) {
+            Ok(overrides) => {
+                self.maintain(overrides.apply(self.config.retention), now)
+                    .await
+            }
+            Err(refused) => Err(refused),
+        };
         match &result {
             Ok(s) => {
                 tracing::info!(
