@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
-FUNCTIONS := ingest produce detect
+FUNCTIONS := ingest produce detect maintain
 # arm64 release builds go to their own directory so they never replace the
 # x86_64 ones in target/lambda that `make build` and the smoke deploy use.
 ARM64_DIR := target/lambda-arm64

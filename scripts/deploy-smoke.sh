@@ -4,7 +4,7 @@
 # moto's Lambda on a free loopback port, then the functions are listed and
 # checked. moto is started and stopped here, also when something fails.
 # Needs the release builds in target/lambda/<fn>/bootstrap (make build).
-# Usage: scripts/deploy-smoke.sh [function...]   (default: ingest produce detect)
+# Usage: scripts/deploy-smoke.sh [function...]   (default: ingest produce detect maintain)
 #   LAMBDA_DIR=target/lambda-arm64 scripts/deploy-smoke.sh   deploys the
 #   arm64 builds (make build-arm64) and expects arm64 functions.
 set -euo pipefail
@@ -16,7 +16,7 @@ lambda_dir=${LAMBDA_DIR:-target/lambda}
 expect_arch=x86_64
 [ "$lambda_dir" = target/lambda-arm64 ] && expect_arch=arm64
 functions=("$@")
-[ ${#functions[@]} -gt 0 ] || functions=(ingest produce detect)
+[ ${#functions[@]} -gt 0 ] || functions=(ingest produce detect maintain)
 for f in "${functions[@]}"; do
   if [ ! -f "$lambda_dir/$f/bootstrap" ]; then
     say "$lambda_dir/$f/bootstrap is missing: run make build (or make build-arm64) first"
@@ -103,8 +103,13 @@ for name in expected:
         problems.append(f"{name}: runtime {fn.get('Runtime')!r}, expected provided.al2023")
     if fn.get("Architectures") != [arch]:
         problems.append(f"{name}: architectures {fn.get('Architectures')}, expected [{arch!r}]")
-    if "KAFKA_BOOTSTRAP_SERVERS" not in env:
-        problems.append(f"{name}: the env file was not applied (no KAFKA_BOOTSTRAP_SERVERS)")
+    # Every variable of its env file (maintain has no Kafka settings).
+    env_file = f"infra/env/{name}.env"
+    wanted = {line.split("=", 1)[0].strip() for line in open(env_file)
+              if "=" in line and not line.lstrip().startswith("#")}
+    missing_vars = sorted(wanted - set(env))
+    if not wanted or missing_vars:
+        problems.append(f"{name}: {env_file} was not applied (missing {missing_vars or 'everything'})")
 if problems:
     sys.exit("\n".join(problems))
 print(f"deployed and listed: {', '.join(expected)}")

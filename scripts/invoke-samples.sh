@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Invokes the ingest, detect and produce functions locally with every sample
-# event in events/ingest, events/detect and events/produce; for ingest,
+# Invokes the ingest, detect, produce and maintain functions locally with
+# every sample event in events/ingest, events/detect, events/produce and
+# events/maintain; for ingest,
 # events/ingest/ and checks its summary against <name>.expected.json.
 #
 #   scripts/invoke-samples.sh            (what `make invoke` runs)
@@ -127,6 +128,8 @@ FORWARD_TOPIC=log-processing \
 REPORT_BATCH_ITEM_FAILURES=true \
 SCHEMA_REGISTRY=files \
 SCHEMA_REGISTRY_DIR="$root/events/ingest/schemas" \
+LOG_RETENTION_DAYS=30 \
+LOG_PARTITIONS_AHEAD=3 \
   setsid cargo lambda watch --ignore-changes \
     --invoke-address 127.0.0.1 --invoke-port "$port" \
     --timeout "$invoke_timeout" \
@@ -291,6 +294,69 @@ else:
         print(f"FAIL produce {name}: expected error {exp['error_type']}, got (exit {rc}): {text[:500]}")
         sys.exit(1)
     print(f"ok produce {name}: rejected ({exp['error_type']})")
+PY
+  then
+    failed=1
+  fi
+done
+
+# 6. The maintain function on the local stack's logs partitions: each
+# schedule sample runs with the settings it expects; a repeat of the same
+# invocation changes nothing (the run is idempotent); the invalid one is
+# refused by name.
+for f in events/maintain/*.json; do
+  case "$f" in *.expected.json) continue ;; esac
+  name=$(basename "$f")
+  expected="${f%.json}.expected.json"
+  runs=1
+  grep -q '"repeat_is_no_op": *true' "$expected" && runs=2
+  outs=()
+  codes=()
+  for run in $(seq "$runs"); do
+    out="$work/maintain-${name%.json}.$run.response.json"
+    invoke_rc=0
+    timeout "$invoke_timeout" cargo lambda invoke maintain \
+      --invoke-address 127.0.0.1 --invoke-port "$port" \
+      --output-format json --data-file "$f" >"$out" 2>&1 &
+    invoke_pid=$!
+    wait "$invoke_pid" || invoke_rc=$?
+    invoke_pid=""
+    outs+=("$out")
+    codes+=("$invoke_rc")
+  done
+  if ! python3 - "$name" "$expected" "${codes[0]}" "${outs[@]}" <<'PY'
+import json, sys
+name, expected, rc, outs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+exp = json.load(open(expected, encoding="utf-8"))
+texts = [open(o, encoding="utf-8", errors="replace").read() for o in outs]
+if "error_type" in exp:
+    if rc == "0" or exp["error_type"] not in texts[0] or exp["message_contains"] not in texts[0]:
+        print(f"FAIL maintain {name}: expected error {exp['error_type']}, got (exit {rc}): {texts[0][:500]}")
+        sys.exit(1)
+    print(f"ok maintain {name}: rejected ({exp['error_type']})")
+    sys.exit(0)
+try:
+    runs = [json.loads(t) for t in texts]
+except ValueError:
+    print(f"FAIL maintain {name}: not JSON (exit {rc}): {texts[0][:500]}")
+    sys.exit(1)
+first = runs[0]
+problems = [f"{k}: expected {exp[k]}, got {first.get(k)}"
+            for k in ("retention_days", "partitions_ahead") if first.get(k) != exp[k]]
+changes = ("partitions_created", "partitions_dropped", "rows_moved_from_default",
+           "rows_expired_from_default", "migrations_applied")
+if any(k not in first for k in changes):
+    problems.append(f"summary fields missing: {json.dumps(first)[:500]}")
+if len(runs) > 1 and any(runs[1].get(k) for k in changes):
+    problems.append(f"the repeat changed something: {json.dumps(runs[1])[:500]}")
+if problems:
+    print(f"FAIL maintain {name}:")
+    for p in problems:
+        print(f"    {p}")
+    sys.exit(1)
+print(f"ok maintain {name}: {len(first['partitions_created'])} partitions created, "
+      f"{len(first['partitions_dropped'])} dropped, {first['rows_moved_from_default']} rows moved"
+      + ("; the repeat changed nothing" if len(runs) > 1 else ""))
 PY
   then
     failed=1

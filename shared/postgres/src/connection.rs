@@ -120,6 +120,18 @@ impl Database {
         })
     }
 
+    /// Reads [`DbSettings::from_env`] and, only when they name a secret,
+    /// builds a Secrets Manager client: the wiring of a function that needs
+    /// the database and nothing else (no Kafka).
+    pub async fn from_env(application_name: &str) -> Result<Self, DbError> {
+        let settings = DbSettings::from_env(application_name)?;
+        let secrets = match settings.source {
+            DbSource::Secret { .. } => Some(Arc::new(SecretsCache::from_env().await)),
+            DbSource::Url(_) => None,
+        };
+        Self::new(settings, secrets)
+    }
+
     /// The open connection, opening (or reopening) it when needed.
     pub async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, DbError> {
         let mut guard = self.client.lock().await;

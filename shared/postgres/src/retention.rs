@@ -30,24 +30,41 @@ impl RetentionSettings {
     /// `LOG_RETENTION_DAYS` (default 30, 0 = keep forever) and
     /// `LOG_PARTITIONS_AHEAD` (default 3).
     pub fn from_env() -> Result<Self, DbError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The same settings from any source of variables (tests, a scheduled
+    /// function's configuration).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, DbError> {
         let defaults = Self::default();
+        let day_count = |name: &str, default: i32| match get(name) {
+            None => Ok(default),
+            Some(v) if v.trim().is_empty() => Ok(default),
+            Some(v) => Self::check_days(v.trim().parse::<i64>().ok()).ok_or_else(|| {
+                DbError::Config(format!(
+                    "{name}={v:?}: expected {} to {} days",
+                    Self::MIN_DAYS,
+                    Self::MAX_DAYS
+                ))
+            }),
+        };
         Ok(Self {
             retention_days: day_count("LOG_RETENTION_DAYS", defaults.retention_days)?,
             partitions_ahead: day_count("LOG_PARTITIONS_AHEAD", defaults.partitions_ahead)?,
         })
     }
-}
 
-fn day_count(name: &str, default: i32) -> Result<i32, DbError> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) if v.trim().is_empty() => Ok(default),
-        Ok(v) => v
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .filter(|n| (0..=36_500).contains(n))
-            .ok_or_else(|| DbError::Config(format!("{name}={v:?}: expected 0 to 36500 days"))),
+    /// The smallest day count either setting takes (0: keep everything /
+    /// prepare only today).
+    pub const MIN_DAYS: i32 = 0;
+    /// The largest: a century, far more than anyone keeps, small enough that
+    /// the day arithmetic never leaves PostgreSQL's date range.
+    pub const MAX_DAYS: i32 = 36_500;
+
+    /// `n` when it is a valid day count for either setting.
+    pub fn check_days(n: Option<i64>) -> Option<i32> {
+        n.filter(|n| (i64::from(Self::MIN_DAYS)..=i64::from(Self::MAX_DAYS)).contains(n))
+            .and_then(|n| i32::try_from(n).ok())
     }
 }
 

@@ -114,7 +114,8 @@ pub async fn migrate(url: &str) -> Result<()> {
 
 /// Prepares the `logs` partitions ahead and drops the expired ones
 /// (`LOG_RETENTION_DAYS`, `LOG_PARTITIONS_AHEAD`), as the scheduled
-/// maintenance does in AWS.
+/// `maintain` function (functions/maintain) does in AWS, with the same
+/// variables and defaults.
 pub async fn maintain(url: &str) -> Result<Vec<logpipe_postgres::PartitionChange>> {
     let settings = logpipe_postgres::RetentionSettings::from_env()?;
     let db = logpipe_postgres::Database::new(
