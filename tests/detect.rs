@@ -486,8 +486,8 @@ async fn concurrent_batches_for_one_entity_lose_no_update() {
 /// Two stations on two partitions, one's clock two hours behind the
 /// other's (a replay, or a source with a slow clock): each is judged on its
 /// own clock. None of the lagging station's records is late, its breach is
-/// reported when its own window closes, and once it falls silent its
-/// windows go on closing as the group's clock moves.
+/// reported when its own window closes; the other station's records do not
+/// close its windows, its own silence (wall time) does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_whose_clock_runs_behind_is_judged_on_its_own_clock() {
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
@@ -534,7 +534,8 @@ async fn an_entity_whose_clock_runs_behind_is_judged_on_its_own_clock() {
 
     let before = closed_until(&db, "st-behind").await;
     assert!(before < ahead_t0, "closed on its own clock: {before}");
-    // st-behind falls silent; st-ahead goes on for five more minutes.
+    // st-behind pauses; st-ahead goes on for five more minutes: that moves
+    // nothing of st-behind's.
     for round in 10..15 {
         let s = invoke_detect(&d, &batch(0, "st-ahead", ahead_t0, round, false))
             .await
@@ -542,11 +543,27 @@ async fn an_entity_whose_clock_runs_behind_is_judged_on_its_own_clock() {
             .summary;
         assert_eq!(s.records_late, 0);
     }
+    assert_eq!(closed_until(&db, "st-behind").await, before);
+    // Ten minutes of wall-time silence (IDLE_ADVANCE_SECONDS is 300): its
+    // clock moves on by the five minutes beyond the allowance.
+    db.execute(
+        "UPDATE detect_entity_state
+            SET state = jsonb_set(state, '{seen_at}',
+                    to_jsonb((state->>'seen_at')::timestamptz - interval '10 minutes')),
+                next_close_at = next_close_at - interval '10 minutes'
+          WHERE entity = 'st-behind'",
+        &[],
+    )
+    .await
+    .unwrap();
+    invoke_detect(&d, &serde_json::json!({"tick": true}))
+        .await
+        .unwrap();
     let after = closed_until(&db, "st-behind").await;
     assert_eq!(
         (after - before).num_seconds(),
         300,
-        "its silent windows close as the group's clock moves on"
+        "its silent windows close once it has been idle"
     );
 }
 

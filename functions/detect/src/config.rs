@@ -29,7 +29,7 @@ use logpipe_detect::window::WindowConfig;
 /// | `OUTBOX_BATCH` | `10000` | outbox messages claimed per round; an invocation publishes rounds until the outbox is empty or its time budget is used |
 /// | `OUTBOX_BUDGET_MS` | `10000` | time an invocation spends publishing the outbox at most (also bounded by the invocation's deadline less 3 s) |
 /// | `OUTBOX_RETENTION_HOURS` | `168` | published outbox rows older than this are deleted (parked rows stay until an operator acts) |
-/// | `IDLE_ADVANCE_SECONDS` | `300` | when no record arrived for this long, an invocation without records (the scheduled tick) moves the event-time clock on by the idle wall time, so the last windows close |
+/// | `IDLE_ADVANCE_SECONDS` | `300` | an entity that has sent nothing for this long (wall time) is silent: its own event-time clock then moves on with the wall time, so its last windows close at the next batch or tick (each entity otherwise runs on its own newest event time) |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
 /// | `RUN_MIGRATIONS` | `true` | apply migrations at init |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `detect` | named in dead-letter headers |

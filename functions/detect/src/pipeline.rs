@@ -385,44 +385,43 @@ impl Detector {
             // A clock far ahead would make every later record late.
             if lr.event_time <= horizon {
                 newest = Some(newest.map_or(lr.event_time, |n| n.max(lr.event_time)));
-                self.engine.note_event_time(state, lr.event_time);
+                self.engine.note_event_time(state, lr.event_time, now);
             }
         }
         let clock = advance_clock(txn, group, newest).await?;
-        if let Some(clock) = clock {
-            for entity in &entities {
-                if let Some(state) = states.get_mut(entity) {
-                    self.engine.sync_lag(state, clock);
-                }
-            }
-        }
-        self.close_due(txn, clock, &entities, &mut states, &mut emitted)
+        self.close_due(txn, clock, now, &entities, &mut states, &mut emitted)
             .await?;
         Ok((states, emitted))
     }
 
-    /// Closes the windows due when the group's clock reads `clock`: each
-    /// entity's up to its own watermark ([`Engine::entity_watermark`]);
-    /// untouched entities are found by their next close on the group's
-    /// clock.
+    /// Closes, at wall time `now`, every window due at its entity's own
+    /// watermark ([`Engine::entity_watermark`]): those of the touched
+    /// entities, and of untouched ones whose silence made them due (found
+    /// by their `next_close_at`, a wall time). `clock` (the group's newest
+    /// event time) only serves states saved before entities had clocks.
     async fn close_due(
         &self,
         txn: &Transaction<'_>,
         clock: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
         touched: &[String],
         states: &mut BTreeMap<String, EntityState>,
         emitted: &mut Emitted,
     ) -> Result<(), DbError> {
-        let Some(clock) = clock else { return Ok(()) };
         let group = self.config.consumer_group.as_str();
-        let watermark = self.engine.watermark(clock);
-        let due = lock_due_entities(txn, group, watermark, touched, DUE_ENTITIES_PER_BATCH).await?;
+        let due = lock_due_entities(txn, group, now, touched, DUE_ENTITIES_PER_BATCH).await?;
         states.extend(due.into_iter().map(|row| self.state_of(row)));
+        let idle = self.idle_secs();
         for (entity, state) in states.iter_mut() {
-            let own = self.engine.entity_watermark(state, clock);
-            self.engine.close(state, entity, own, emitted);
+            if let Some(own) = self.engine.entity_watermark(state, now, idle, clock) {
+                self.engine.close(state, entity, own, emitted);
+            }
         }
         Ok(())
+    }
+
+    fn idle_secs(&self) -> i64 {
+        i64::try_from(self.config.idle_advance.as_secs()).unwrap_or(i64::MAX)
     }
 
     async fn save_states(
@@ -437,7 +436,7 @@ impl Detector {
                 // ok: EntityState is plain data with string map keys.
                 state: serde_json::to_value(state).unwrap_or(serde_json::Value::Null),
                 records_seen: state.records_seen as i64,
-                next_close_at: self.engine.next_close_on_group_clock(state),
+                next_close_at: self.engine.next_due_at(state, self.idle_secs()),
             })
             .collect();
         logpipe_postgres::detect::save_entities(txn, &self.config.consumer_group, &updates).await
@@ -452,13 +451,16 @@ impl Detector {
             let group = self.config.consumer_group.as_str();
             let mut client = self.db.client().await?;
             let txn = client.transaction().await.map_err(DbError::from_query)?;
-            let Some(clock) = advance_idle_clock(&txn, group, self.config.idle_advance).await?
-            else {
-                return Ok(0);
+            // The group's clock moves on only for states saved before
+            // entities had clocks of their own; every other entity is due
+            // by its own silence, at the wall time.
+            let clock = match advance_idle_clock(&txn, group, self.config.idle_advance).await? {
+                Some(clock) => Some(clock),
+                None => advance_clock(&txn, group, None).await?,
             };
             let mut states = BTreeMap::new();
             let mut emitted = Emitted::default();
-            self.close_due(&txn, Some(clock), &[], &mut states, &mut emitted)
+            self.close_due(&txn, clock, Utc::now(), &[], &mut states, &mut emitted)
                 .await?;
             let messages = self.outbox_messages(&emitted);
             let n = insert_outbox(&txn, &messages).await?;

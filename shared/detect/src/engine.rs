@@ -131,11 +131,11 @@ pub struct EntityState {
     /// existed; they follow the group's clock until their next record.
     #[serde(default)]
     pub newest: Option<DateTime<Utc>>,
-    /// How far (seconds, ≥ 0) the entity's clock ran behind the group's
-    /// when it last sent records. While it is silent its clock moves on with
-    /// the group's, this far behind, so its silent windows still close.
+    /// Wall time of the invocation that last brought the entity records:
+    /// once it has been silent for longer than the idle allowance, its
+    /// clock moves on with the wall time, so its silent windows close.
     #[serde(default)]
-    pub lag_secs: i64,
+    pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// A per-record finding held until its window closes.
@@ -273,46 +273,74 @@ impl Engine {
             pending_dropped: BTreeMap::new(),
             last_samples: Vec::new(),
             newest: None,
-            lag_secs: 0,
+            seen_at: None,
         }
     }
 
-    /// Moves the entity's own clock to `event_time` (never back). Callers
-    /// leave out times too far in the future to trust.
-    pub fn note_event_time(&self, state: &mut EntityState, event_time: DateTime<Utc>) {
+    /// Moves the entity's own clock to `event_time` (never back), and
+    /// notes that it sent records at wall time `now`. Callers leave out
+    /// event times too far in the future to trust.
+    pub fn note_event_time(
+        &self,
+        state: &mut EntityState,
+        event_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         state.newest = Some(state.newest.map_or(event_time, |n| n.max(event_time)));
+        state.seen_at = Some(state.seen_at.map_or(now, |s| s.max(now)));
     }
 
-    /// After a batch that touched the entity, with the group's clock at
-    /// `group_clock`: remembers how far the entity runs behind it.
-    pub fn sync_lag(&self, state: &mut EntityState, group_clock: DateTime<Utc>) {
-        if let Some(newest) = state.newest {
-            state.lag_secs = (group_clock.timestamp().saturating_sub(newest.timestamp())).max(0);
-        }
-    }
-
-    /// The entity's own watermark when the group's clock reads
-    /// `group_clock`: the group's clock less the entity's lag (its own
-    /// newest event time while it is sending, moving on with the group while
-    /// it is silent), less the allowed lateness. A source whose clock (or
-    /// replay) runs behind the others is judged on its own time, not marked
-    /// late by theirs.
+    /// The entity's own watermark at wall time `now`: its newest event time
+    /// less the allowed lateness, so a source whose clock (or replay) runs
+    /// behind the others is judged on its own time, never marked late by
+    /// theirs. Once it has sent nothing for longer than `idle_secs` of wall
+    /// time, its clock moves on by the wall time beyond that, so the windows
+    /// of a silent entity close (and score the silence). A state saved
+    /// before entities had clocks follows `group_clock`.
     pub fn entity_watermark(
         &self,
         state: &EntityState,
-        group_clock: DateTime<Utc>,
-    ) -> DateTime<Utc> {
-        let own = saturating_sub_secs(group_clock, state.lag_secs);
-        // Its newest record can never be ahead of its own clock.
-        let own = state.newest.map_or(own, |n| own.max(n));
-        self.watermark(own)
+        now: DateTime<Utc>,
+        idle_secs: i64,
+        group_clock: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        let (Some(newest), Some(seen)) = (state.newest, state.seen_at) else {
+            return group_clock.map(|g| self.watermark(g));
+        };
+        let silent = now
+            .signed_duration_since(seen)
+            .num_seconds()
+            .saturating_sub(idle_secs.max(0));
+        let own = if silent > 0 {
+            TimeDelta::try_seconds(silent)
+                .and_then(|d| newest.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        } else {
+            newest
+        };
+        Some(self.watermark(own))
     }
 
-    /// [`Engine::next_close`] on the group's clock: the group watermark at
-    /// which the entity's own watermark reaches its next window end.
-    pub fn next_close_on_group_clock(&self, state: &EntityState) -> Option<DateTime<Utc>> {
-        let next = self.next_close(state)?;
-        TimeDelta::try_seconds(state.lag_secs.max(0)).and_then(|d| next.checked_add_signed(d))
+    /// The wall time at which [`Engine::entity_watermark`] reaches the
+    /// state's next window end ([`Engine::next_close`]), if ever: when a
+    /// silent entity is due. (For a state without a clock: that end plus
+    /// the lateness, the group clock's old rule.)
+    pub fn next_due_at(&self, state: &EntityState, idle_secs: i64) -> Option<DateTime<Utc>> {
+        let end = self.next_close(state)?;
+        let lateness = self.config.window.allowed_lateness_secs.max(0);
+        let (Some(newest), Some(seen)) = (state.newest, state.seen_at) else {
+            return TimeDelta::try_seconds(lateness).and_then(|d| end.checked_add_signed(d));
+        };
+        // newest + silent − lateness ≥ end, with silent = now − seen − idle.
+        let needed = end
+            .signed_duration_since(newest)
+            .num_seconds()
+            .saturating_add(lateness);
+        if needed <= 0 {
+            return Some(seen);
+        }
+        TimeDelta::try_seconds(needed.saturating_add(idle_secs.max(0)))
+            .and_then(|d| seen.checked_add_signed(d))
     }
 
     /// Applies the current configuration to a loaded state (settings may
@@ -1182,6 +1210,54 @@ mod tests {
         }
         assert_eq!((out.template_evictions, s.templates.evictions), (2, 2));
         assert_eq!(s.templates.clusters.len(), 2);
+    }
+
+    #[test]
+    fn an_entity_runs_on_its_own_clock_and_moves_on_when_silent() {
+        let e = engine(); // lateness 30 s
+        let mut s = e.new_state();
+        let now = t("2026-12-03T12:00:00Z");
+        let group = Some(t("2026-12-03T12:00:00Z"));
+        // A state saved before entities had clocks follows the group's.
+        assert_eq!(
+            e.entity_watermark(&s, now, 300, group),
+            Some(t("2026-12-03T11:59:30Z"))
+        );
+        // Its records are two hours behind the group: its own time counts.
+        let at = t("2026-12-03T10:00:10Z");
+        e.observe(&mut s, "api", &record(at, "api"), &mut Emitted::default());
+        e.note_event_time(&mut s, at, now);
+        assert_eq!(
+            e.entity_watermark(&s, now, 300, group),
+            Some(t("2026-12-03T09:59:40Z"))
+        );
+        // Within the idle allowance nothing moves; beyond it the clock
+        // moves on by the wall time past the allowance.
+        let later = now + Duration::seconds(300);
+        assert_eq!(
+            e.entity_watermark(&s, later, 300, group),
+            Some(t("2026-12-03T09:59:40Z"))
+        );
+        let much_later = now + Duration::seconds(400);
+        assert_eq!(
+            e.entity_watermark(&s, much_later, 300, group),
+            Some(t("2026-12-03T10:01:20Z"))
+        );
+        // Its window 10:00–10:01 is due when the watermark reaches 10:01,
+        // i.e. 300 s allowance + (10:01 − 10:00:10 + 30 s) = 380 s later.
+        assert_eq!(e.next_due_at(&s, 300), Some(now + Duration::seconds(380)));
+        let mut out = Emitted::default();
+        let wm = e
+            .entity_watermark(&s, now + Duration::seconds(380), 300, group)
+            .unwrap();
+        e.close(&mut s, "api", wm, &mut out);
+        assert_eq!(s.closed_until, Some(t("2026-12-03T10:01:00Z")));
+        assert_eq!(out.predictions.len(), 1, "{out:?}");
+        // A record in that window is now late; the clock never goes back.
+        let old = t("2026-12-03T09:59:00Z");
+        assert!(!e.observe(&mut s, "api", &record(old, "api"), &mut out));
+        e.note_event_time(&mut s, old, now);
+        assert_eq!(s.newest, Some(at));
     }
 }
 

@@ -102,13 +102,14 @@ pub async fn lock_entities(
     Ok(rows.iter().map(entity_row).collect())
 }
 
-/// Locks up to `limit` other entities that have a window to close at
-/// `watermark` (silent entities still get their windows scored). Rows
+/// Locks up to `limit` other entities that have a window to close by
+/// `due` (their `next_close_at`, the wall time at which their silence makes
+/// a window due: silent entities still get their windows scored). Rows
 /// another batch holds are skipped: that batch closes them.
 pub async fn lock_due_entities(
     txn: &Transaction<'_>,
     group: &str,
-    watermark: DateTime<Utc>,
+    due: DateTime<Utc>,
     exclude: &[String],
     limit: i64,
 ) -> Result<Vec<EntityRow>, DbError> {
@@ -119,7 +120,7 @@ pub async fn lock_due_entities(
               ORDER BY next_close_at
               LIMIT $4
               FOR UPDATE SKIP LOCKED",
-            &[&group, &watermark, &exclude, &limit],
+            &[&group, &due, &exclude, &limit],
         )
         .await
         .map_err(DbError::from_query)?;
