@@ -571,6 +571,13 @@ fn sniff_new_text(text: &str, raw: &str, fallback: DateTime<Utc>) -> Option<LogR
         b'0'..=b'9' => {
             let l = stamp::leading(text, fallback)?;
             match l.layout {
+                // `<ISO time> key=value …` (Splunk key=value, the common
+                // path): none of these takes a `key=` second field.
+                stamp::Layout::Iso
+                    if text.as_bytes().get(10) == Some(&b'T') && second_field_is_kv(text) =>
+                {
+                    None
+                }
                 stamp::Layout::Iso if text.as_bytes().get(10) == Some(&b'T') => try_all(&[
                     elb,
                     cef::parse,
@@ -606,6 +613,13 @@ fn sniff_new_text(text: &str, raw: &str, fallback: DateTime<Utc>) -> Option<LogR
         }
         _ => None,
     }
+}
+
+/// Whether the second space-separated field of `text` is `key=value`.
+fn second_field_is_kv(text: &str) -> bool {
+    text.split(' ')
+        .nth(1)
+        .is_some_and(|f| f.find('=').is_some_and(|i| i > 0))
 }
 
 /// Whether a text could be a complete JSON array, string, number or literal;
