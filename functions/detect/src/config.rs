@@ -14,6 +14,7 @@ use logpipe_detect::window::WindowConfig;
 /// | `PREDICTIONS_TOPIC` | `ml-predictions` | where [`Prediction`](logpipe_schema::Prediction)s go; empty disables them |
 /// | `DLQ_SUFFIX` | `.dlq` | dead-letter topic = source topic + suffix |
 /// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated |
+/// | `DETECT_STATE_CACHE_ENTITIES` | `2000` | entity states kept in memory between invocations of a sandbox (used only while the stored row is at the same version; `0` reads every state from PostgreSQL each batch) |
 /// | `WINDOW_SECONDS` | `60` | event-time window width |
 /// | `ALLOWED_LATENESS_SECONDS` | `30` | how long a window waits for late records |
 /// | `COOLDOWN_WINDOWS` | `5` | clear windows before the same detector may alert again for an entity |
@@ -41,6 +42,7 @@ pub struct DetectConfig {
     pub predictions_topic: Option<String>,
     pub dlq_suffix: String,
     pub dlq_max_value_bytes: usize,
+    pub state_cache_entities: usize,
     pub max_future_skew: chrono::Duration,
     pub outbox_batch: i64,
     pub outbox_budget: Duration,
@@ -65,6 +67,7 @@ impl Default for DetectConfig {
             predictions_topic: Some("ml-predictions".into()),
             dlq_suffix: ".dlq".into(),
             dlq_max_value_bytes: 900_000,
+            state_cache_entities: 2000,
             max_future_skew: chrono::Duration::seconds(300),
             outbox_batch: 10_000,
             outbox_budget: Duration::from_secs(10),
@@ -164,6 +167,11 @@ impl DetectConfig {
             dlq_suffix: text("DLQ_SUFFIX").unwrap_or(d.dlq_suffix),
             dlq_max_value_bytes: number("DLQ_MAX_VALUE_BYTES", d.dlq_max_value_bytes as u64)?
                 as usize,
+            state_cache_entities: usize::try_from(number(
+                "DETECT_STATE_CACHE_ENTITIES",
+                d.state_cache_entities as u64,
+            )?)
+            .unwrap_or(usize::MAX),
             max_future_skew: chrono::Duration::seconds(number(
                 "MAX_FUTURE_SKEW_SECONDS",
                 d.max_future_skew.num_seconds() as u64,

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod handler;
 pub mod pipeline;
+pub mod state_cache;
 
 pub use config::DetectConfig;
 pub use handler::{DetectResponse, RetryBatch, handle};

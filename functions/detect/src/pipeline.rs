@@ -36,7 +36,7 @@ use logpipe_kafka::{DecodedEvent, InputRecord, OutMessage, PublishError, Publish
 use logpipe_lambda::Schema;
 use logpipe_postgres::detect::{
     EntityRow, EntityUpdate, OutboxMessage, OutboxResult, advance_clock, advance_idle_clock,
-    claim_outbox, count_unpublished, finish_outbox, insert_outbox, lock_due_entities,
+    claim_outbox, count_unpublished, finish_outbox, insert_outbox, load_states, lock_due_entities,
     lock_entities, lock_partitions, prune_outbox,
 };
 use logpipe_postgres::tokio_postgres::Transaction;
@@ -45,6 +45,7 @@ use logpipe_schema::LogRecord;
 use serde::Serialize;
 
 use crate::config::DetectConfig;
+use crate::state_cache::StateCache;
 
 /// Silent entities whose windows one batch closes at most (the rest wait
 /// for the next batch or tick).
@@ -95,7 +96,11 @@ pub struct Detector {
     db: Database,
     publisher: Publisher,
     schema: Schema,
+    cache: StateCache,
 }
+
+/// The states a batch holds, with the version each row had when locked.
+type Held = BTreeMap<String, (i64, EntityState)>;
 
 /// Why a record cannot be used.
 #[derive(Debug, Clone)]
@@ -147,6 +152,7 @@ impl Detector {
         let engine = Engine::new(config.engine.clone());
         Self {
             schema: Schema::new(config.run_migrations),
+            cache: StateCache::new(config.state_cache_entities),
             config,
             engine,
             db,
@@ -330,7 +336,7 @@ impl Detector {
             .collect();
 
         let mut out = Processed::default();
-        let (mut states, emitted) = self.observe(&txn, &live, now, &mut out).await?;
+        let (states, emitted) = self.observe(&txn, &live, now, &mut out).await?;
         for (i, _) in &live {
             ledger.done(*i);
         }
@@ -343,9 +349,15 @@ impl Detector {
         out.alerts_new = insert_outbox(&txn, &alerts).await?;
         out.predictions_new = insert_outbox(&txn, &predictions).await?;
         out.entities = states.len();
-        self.save_states(&txn, &mut states).await?;
+        self.save_states(&txn, &states).await?;
         save_progress(&txn, group, cluster, &ledger.progress()).await?;
         txn.commit().await.map_err(DbError::from_query)?;
+        // Committed: each row is now at the version after the one locked.
+        self.cache.put(
+            states
+                .into_iter()
+                .map(|(entity, (version, state))| (entity, version.saturating_add(1), state)),
+        );
         Ok(out)
     }
 
@@ -358,7 +370,7 @@ impl Detector {
         live: &[(usize, &LogRecord)],
         now: DateTime<Utc>,
         out: &mut Processed,
-    ) -> Result<(BTreeMap<String, EntityState>, Emitted), DbError> {
+    ) -> Result<(Held, Emitted), DbError> {
         let group = self.config.consumer_group.as_str();
         let entities: Vec<String> = live
             .iter()
@@ -366,9 +378,22 @@ impl Detector {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let rows = lock_entities(txn, group, &entities).await?;
-        let mut states: BTreeMap<String, EntityState> =
-            rows.into_iter().map(|row| self.state_of(row)).collect();
+        let versions = lock_entities(txn, group, &entities).await?;
+        let mut states = Held::new();
+        let mut stale = Vec::new();
+        for (entity, version) in versions {
+            match self.cache.take(&entity, version) {
+                Some(state) => {
+                    states.insert(entity, (version, state));
+                }
+                None => stale.push(entity),
+            }
+        }
+        for row in load_states(txn, group, &stale).await? {
+            let version = row.version;
+            let (entity, state) = self.state_of(row);
+            states.insert(entity, (version, state));
+        }
         let mut emitted = Emitted::default();
         let mut newest: Option<DateTime<Utc>> = None;
         let horizon = now
@@ -376,9 +401,9 @@ impl Detector {
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         for (_, lr) in live {
             let entity = entity_of(lr);
-            let state = states
+            let (_, state) = states
                 .entry(entity.clone())
-                .or_insert_with(|| self.engine.new_state());
+                .or_insert_with(|| (0, self.engine.new_state()));
             if !self.engine.observe(state, &entity, lr, &mut emitted) {
                 out.records_late += 1;
             }
@@ -405,14 +430,18 @@ impl Detector {
         clock: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         touched: &[String],
-        states: &mut BTreeMap<String, EntityState>,
+        states: &mut Held,
         emitted: &mut Emitted,
     ) -> Result<(), DbError> {
         let group = self.config.consumer_group.as_str();
         let due = lock_due_entities(txn, group, now, touched, DUE_ENTITIES_PER_BATCH).await?;
-        states.extend(due.into_iter().map(|row| self.state_of(row)));
+        for row in due {
+            let version = row.version;
+            let (entity, state) = self.state_of(row);
+            states.insert(entity, (version, state));
+        }
         let idle = self.idle_secs();
-        for (entity, state) in states.iter_mut() {
+        for (entity, (_, state)) in states.iter_mut() {
             if let Some(own) = self.engine.entity_watermark(state, now, idle, clock) {
                 self.engine.close(state, entity, own, emitted);
             }
@@ -424,17 +453,13 @@ impl Detector {
         i64::try_from(self.config.idle_advance.as_secs()).unwrap_or(i64::MAX)
     }
 
-    async fn save_states(
-        &self,
-        txn: &Transaction<'_>,
-        states: &mut BTreeMap<String, EntityState>,
-    ) -> Result<(), DbError> {
+    async fn save_states(&self, txn: &Transaction<'_>, states: &Held) -> Result<(), DbError> {
         let updates: Vec<EntityUpdate> = states
             .iter()
-            .map(|(entity, state)| EntityUpdate {
+            .map(|(entity, (_, state))| EntityUpdate {
                 entity: entity.clone(),
                 // ok: EntityState is plain data with string map keys.
-                state: serde_json::to_value(state).unwrap_or(serde_json::Value::Null),
+                state: serde_json::to_string(state).unwrap_or_else(|_| "null".into()),
                 records_seen: state.records_seen as i64,
                 next_close_at: self.engine.next_due_at(state, self.idle_secs()),
             })
@@ -458,13 +483,13 @@ impl Detector {
                 Some(clock) => Some(clock),
                 None => advance_clock(&txn, group, None).await?,
             };
-            let mut states = BTreeMap::new();
+            let mut states = Held::new();
             let mut emitted = Emitted::default();
             self.close_due(&txn, clock, Utc::now(), &[], &mut states, &mut emitted)
                 .await?;
             let messages = self.outbox_messages(&emitted);
             let n = insert_outbox(&txn, &messages).await?;
-            self.save_states(&txn, &mut states).await?;
+            self.save_states(&txn, &states).await?;
             txn.commit().await.map_err(DbError::from_query)?;
             Ok::<_, DbError>(n)
         };

@@ -21,7 +21,9 @@ pub struct EntityRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityUpdate {
     pub entity: String,
-    pub state: serde_json::Value,
+    /// The state as JSON text (serialized straight from the caller's type:
+    /// no intermediate JSON tree).
+    pub state: String,
     pub records_seen: i64,
     pub next_close_at: Option<DateTime<Utc>>,
 }
@@ -72,12 +74,14 @@ pub async fn lock_partitions(
 }
 
 /// Creates missing rows and locks every named entity's row (in entity
-/// order, so concurrent batches cannot deadlock), returning the states.
+/// order, so concurrent batches cannot deadlock), returning each row's
+/// version. The states themselves are read by [`load_states`], only for the
+/// entities whose state the caller does not hold at that version already.
 pub async fn lock_entities(
     txn: &Transaction<'_>,
     group: &str,
     entities: &[String],
-) -> Result<Vec<EntityRow>, DbError> {
+) -> Result<Vec<(String, i64)>, DbError> {
     let mut sorted: Vec<&str> = entities.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
@@ -91,11 +95,31 @@ pub async fn lock_entities(
     .map_err(DbError::from_query)?;
     let rows = txn
         .query(
-            "SELECT entity, state, version FROM detect_entity_state
+            "SELECT entity, version FROM detect_entity_state
               WHERE consumer_group = $1 AND entity = ANY($2)
               ORDER BY entity
               FOR UPDATE",
             &[&group, &sorted],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The stored states of `entities` (rows this transaction has locked).
+pub async fn load_states(
+    txn: &Transaction<'_>,
+    group: &str,
+    entities: &[String],
+) -> Result<Vec<EntityRow>, DbError> {
+    if entities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = txn
+        .query(
+            "SELECT entity, state, version FROM detect_entity_state
+              WHERE consumer_group = $1 AND entity = ANY($2)",
+            &[&group, &entities],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -177,14 +201,14 @@ pub async fn save_entities(
         return Ok(());
     }
     let entities: Vec<&str> = updates.iter().map(|u| u.entity.as_str()).collect();
-    let states: Vec<&serde_json::Value> = updates.iter().map(|u| &u.state).collect();
+    let states: Vec<&str> = updates.iter().map(|u| u.state.as_str()).collect();
     let seen: Vec<i64> = updates.iter().map(|u| u.records_seen).collect();
     let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_close_at).collect();
     txn.execute(
         "UPDATE detect_entity_state s
-            SET state = u.state, version = s.version + 1, records_seen = u.seen,
+            SET state = u.state::jsonb, version = s.version + 1, records_seen = u.seen,
                 next_close_at = u.next, updated_at = now()
-           FROM unnest($2::text[], $3::jsonb[], $4::int8[], $5::timestamptz[]) AS u(entity, state, seen, next)
+           FROM unnest($2::text[], $3::text[], $4::int8[], $5::timestamptz[]) AS u(entity, state, seen, next)
           WHERE s.consumer_group = $1 AND s.entity = u.entity",
         &[&group, &entities, &states, &seen, &next],
     )
