@@ -12,13 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ingest::IngestConfig;
 use logpipe_dashboard::{Dashboard, DashboardSpec, PanelQuery, PanelsReport, serve};
-use logpipe_kafka::event::EventSource;
-use logpipe_kafka::{KafkaSettings, Publisher};
 use logpipe_postgres::{Database, DbSettings};
 use logpipe_tests::*;
-use produce::{ProduceConfig, Producer, parse_input};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Watchdog only: Chromium ends by itself once its virtual time is spent;
@@ -29,54 +25,14 @@ const BROWSER_WATCHDOG: Duration = Duration::from_secs(300);
 async fn the_page_draws_every_panel_from_the_local_database() {
     let chromium = chromium();
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
-    let bootstrap = stack.bootstrap_servers();
-    let config = ProduceConfig {
-        span: Duration::from_secs(60),
-        message_timeout: Duration::from_secs(10),
-        ..ProduceConfig::default()
-    };
-    let producer = Producer::new(
-        config.clone(),
-        Publisher::new(
-            KafkaSettings::plaintext(&bootstrap, "dashboard-test"),
-            None,
-            config.message_timeout,
-        )
-        .await
-        .unwrap(),
-    );
-    let tap = Tap::new(&bootstrap, "log-ingestion", "dashboard-ingest");
     // Event times over the minute before the last two: inside "the last
     // hour" the page shows by default, however long the test takes.
     let start = Utc::now() - chrono::Duration::minutes(3);
-    let report = producer
-        .run(
-            parse_input(&serde_json::json!({"count": 600, "seed": 11})).unwrap(),
-            start,
-        )
-        .await
-        .unwrap();
-    let raw = tap.take(report.produced).await;
-    let ingestor = ingestor(&stack, IngestConfig::default()).await.unwrap();
-    let out = invoke(
-        &ingestor,
-        &event(&raw, EventSource::SelfManaged, &bootstrap),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.summary.records_stored, raw.len(), "{:?}", out.summary);
+    produce_and_ingest(&stack, "dashboard-test", 600, 11, start).await;
 
     let db = sql(&stack.database_url()).await.unwrap();
     // A word that is in some message, for the search panel.
-    let word: String = db
-        .query_one(
-            "SELECT w FROM logs, regexp_split_to_table(message, '[^a-zA-Z]+') AS w \
-             WHERE length(w) > 4 GROUP BY w ORDER BY count(*) DESC, w LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let word = frequent_word(&db).await;
     let stored = count(&db, "SELECT count(*) FROM logs").await;
 
     let spec = DashboardSpec::builtin().unwrap();

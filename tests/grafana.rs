@@ -4,15 +4,9 @@
 //! the columns the panel is drawn from, and (except the alerts panel: no
 //! detect run here) has rows.
 
-use std::time::Duration;
-
 use chrono::Utc;
-use ingest::IngestConfig;
 use logpipe_dashboard::expand;
-use logpipe_kafka::event::EventSource;
-use logpipe_kafka::{KafkaSettings, Publisher};
 use logpipe_tests::*;
-use produce::{ProduceConfig, Producer, parse_input};
 
 /// Panel title → the columns it must return.
 const SHAPES: &[(&str, &[&str])] = &[
@@ -76,52 +70,12 @@ async fn every_panel_answers_with_its_shape_after_a_run() {
     );
 
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
-    let bootstrap = stack.bootstrap_servers();
-    let config = ProduceConfig {
-        span: Duration::from_secs(60),
-        message_timeout: Duration::from_secs(10),
-        ..ProduceConfig::default()
-    };
-    let producer = Producer::new(
-        config.clone(),
-        Publisher::new(
-            KafkaSettings::plaintext(&bootstrap, "grafana-test"),
-            None,
-            config.message_timeout,
-        )
-        .await
-        .unwrap(),
-    );
-    let tap = Tap::new(&bootstrap, "log-ingestion", "grafana-ingest");
     let now = Utc::now();
-    let report = producer
-        .run(
-            parse_input(&serde_json::json!({"count": 600, "seed": 7})).unwrap(),
-            now,
-        )
-        .await
-        .unwrap();
-    let raw = tap.take(report.produced).await;
-    let ingestor = ingestor(&stack, IngestConfig::default()).await.unwrap();
-    let out = invoke(
-        &ingestor,
-        &event(&raw, EventSource::SelfManaged, &bootstrap),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.summary.records_stored, raw.len(), "{:?}", out.summary);
+    produce_and_ingest(&stack, "grafana-test", 600, 7, now).await;
 
     let db = sql(&stack.database_url()).await.unwrap();
     // A word that is in some message, for the search panel.
-    let word: String = db
-        .query_one(
-            "SELECT w FROM logs, regexp_split_to_table(message, '[^a-zA-Z]+') AS w \
-             WHERE length(w) > 4 GROUP BY w ORDER BY count(*) DESC, w LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let word = frequent_word(&db).await;
     let (from, to) = (
         now - chrono::Duration::hours(1),
         now + chrono::Duration::hours(1),

@@ -310,3 +310,61 @@ pub fn parse_values<T: serde::de::DeserializeOwned>(records: &[EventRecord]) -> 
         })
         .collect()
 }
+
+/// Runs the produce function once (`count` generated records of the default
+/// mix with `seed`, event times from `start`) onto `log-ingestion` and the
+/// ingest function over what it produced, asserting every record stored.
+/// Returns how many were stored. The dashboards' tests start from this.
+pub async fn produce_and_ingest(
+    stack: &LocalStack,
+    client_id: &str,
+    count: usize,
+    seed: u64,
+    start: chrono::DateTime<chrono::Utc>,
+) -> usize {
+    let bootstrap = stack.bootstrap_servers();
+    let config = produce::ProduceConfig {
+        span: Duration::from_secs(60),
+        message_timeout: Duration::from_secs(10),
+        ..produce::ProduceConfig::default()
+    };
+    let publisher = Publisher::new(
+        KafkaSettings::plaintext(&bootstrap, client_id),
+        None,
+        config.message_timeout,
+    )
+    .await
+    .expect("producer");
+    let producer = produce::Producer::new(config, publisher);
+    let tap = Tap::new(&bootstrap, "log-ingestion", &format!("{client_id}-ingest"));
+    let input = serde_json::json!({"count": count, "seed": seed});
+    let report = producer
+        .run(produce::parse_input(&input).expect("valid input"), start)
+        .await
+        .expect("produce run");
+    let raw = tap.take(report.produced).await;
+    let ingestor = ingestor(stack, IngestConfig::default())
+        .await
+        .expect("ingest clients");
+    let out = invoke(
+        &ingestor,
+        &event(&raw, EventSource::SelfManaged, &bootstrap),
+    )
+    .await
+    .expect("ingest succeeds");
+    assert_eq!(out.summary.records_stored, raw.len(), "{:?}", out.summary);
+    raw.len()
+}
+
+/// The most frequent word of more than four letters in stored messages (a
+/// search term that finds rows).
+pub async fn frequent_word(db: &logpipe_postgres::tokio_postgres::Client) -> String {
+    db.query_one(
+        "SELECT w FROM logs, regexp_split_to_table(message, '[^a-zA-Z]+') AS w \
+         WHERE length(w) > 4 GROUP BY w ORDER BY count(*) DESC, w LIMIT 1",
+        &[],
+    )
+    .await
+    .expect("a word")
+    .get(0)
+}

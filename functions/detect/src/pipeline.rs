@@ -527,7 +527,8 @@ impl Detector {
                 id: a.id.clone(),
                 key: a.entity.clone(),
                 kind: "alert",
-                payload: serde_json::to_value(a).unwrap_or_default(),
+                // ok: an Alert is plain data with string map keys.
+                payload: serde_json::to_string(a).unwrap_or_else(|_| "null".into()),
             })
             .collect();
         if let Some(topic) = &self.config.predictions_topic {
@@ -536,7 +537,7 @@ impl Detector {
                 id: p.id.clone(),
                 key: p.entity.clone(),
                 kind: "prediction",
-                payload: serde_json::to_value(p).unwrap_or_default(),
+                payload: serde_json::to_string(p).unwrap_or_else(|_| "null".into()),
             }));
         }
         out

@@ -36,7 +36,8 @@ pub struct OutboxMessage {
     pub key: String,
     /// `alert` or `prediction`.
     pub kind: &'static str,
-    pub payload: serde_json::Value,
+    /// The message as JSON text.
+    pub payload: String,
 }
 
 /// An unpublished outbox row, claimed by this transaction.
@@ -230,10 +231,11 @@ pub async fn insert_outbox(
     let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
-    let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| &m.payload).collect();
+    let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
     txn.execute(
         "INSERT INTO detect_outbox (topic, id, msg_key, kind, payload)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+         SELECT t, i, k, kd, p::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, k, kd, p)
          ON CONFLICT (topic, id) DO NOTHING",
         &[&topics, &ids, &keys, &kinds, &payloads],
     )
