@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use logpipe_devstack::{LocalStack, Lifetime};
+use logpipe_devstack::{Lifetime, LocalStack};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -39,6 +39,8 @@ pub async fn coldstart_bench(stack: &LocalStack) -> Result<()> {
     let mut init_ms: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut rss_kb: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut connect_ms = Vec::new();
+    let mut db_connect_ms = Vec::new();
+    let mut metadata_fetch_ms = Vec::new();
     eprintln!("coldstart: 1 warm-up + {RUNS} runs of each binary, interleaved, median reported");
     for run in 0..=RUNS {
         for &(name, memory_mb) in &names {
@@ -63,10 +65,25 @@ pub async fn coldstart_bench(stack: &LocalStack) -> Result<()> {
                     .join(", "),
             );
             connect_ms.push(db_ms + metadata_ms);
+            db_connect_ms.push(db_ms);
+            metadata_fetch_ms.push(metadata_ms);
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        // The init logs of the last run, to see where the time goes.
+        for (name, _) in FUNCTIONS {
+            let log = stack.dir().join(format!("coldstart-{name}-{RUNS}.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!("coldstart: {name} init log:\n{text}");
         }
     }
     let hello = median(init_ms.get_mut(HELLO).context("no hello runs")?);
     let connect = median(&mut connect_ms);
+    eprintln!(
+        "coldstart: baseline medians: PostgreSQL connect {:.1} ms, Kafka client + metadata {:.1} ms",
+        median(&mut db_connect_ms),
+        median(&mut metadata_fetch_ms)
+    );
     for (name, _) in FUNCTIONS {
         let ms = median(init_ms.get_mut(name).context("no runs")?);
         println!("RESULT init_ms_{name}={ms:.1}");
@@ -94,8 +111,12 @@ pub async fn coldstart_bench(stack: &LocalStack) -> Result<()> {
 fn build_binaries() -> Result<BTreeMap<String, PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(logpipe_devstack::workspace_root()?)
-        .args(["build", "--release", "-q", "--message-format=json-render-diagnostics"]);
+    cmd.current_dir(logpipe_devstack::workspace_root()?).args([
+        "build",
+        "--release",
+        "-q",
+        "--message-format=json-render-diagnostics",
+    ]);
     for (name, _) in FUNCTIONS {
         cmd.args(["-p", name, "--bin", name]);
     }
@@ -105,7 +126,10 @@ fn build_binaries() -> Result<BTreeMap<String, PathBuf>> {
         .output()
         .context("running cargo build")?;
     if !out.status.success() {
-        bail!("cargo build of the cold-start binaries failed ({})", out.status);
+        bail!(
+            "cargo build of the cold-start binaries failed ({})",
+            out.status
+        );
     }
     let mut binaries = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -234,8 +258,15 @@ async fn bare_connect(stack: &LocalStack) -> Result<(f64, f64)> {
     let bootstrap = stack.bootstrap_servers();
     let metadata_ms = tokio::task::spawn_blocking(move || -> Result<f64> {
         let started = Instant::now();
+        // The functions' connect spacing (see RECONNECT_BACKOFF_MS): with
+        // librdkafka's default a fresh client's first fetch takes ~2 or ~52 ms
+        // depending on a race, which makes no baseline.
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
+            .set(
+                "reconnect.backoff.ms",
+                logpipe_kafka::producer::RECONNECT_BACKOFF_MS.to_string(),
+            )
             .create()?;
         let metadata = producer
             .client()
