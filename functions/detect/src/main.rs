@@ -7,11 +7,12 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
     let detector = detect::from_env().await?;
-    // Neither is fatal at init: the first batch retries the migration, and
-    // the broker may come back.
-    if let Err(error) = detector.ensure_schema().await {
+    // Migrate and check topics at init so misconfiguration shows up in the
+    // init log, side by side (neither waits for the other); neither is
+    // fatal (the first batch retries the migration, the broker may come back).
+    let (schema, ()) = tokio::join!(detector.ensure_schema(), detector.check_topics());
+    if let Err(error) = schema {
         tracing::error!(%error, "database not ready at init");
     }
-    detector.check_topics().await;
     run(service_fn(|event| detect::handle(&detector, event))).await
 }

@@ -9,10 +9,11 @@ async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
     let ingestor = ingest::from_env().await?;
     // Migrate and check topics at init so misconfiguration shows up in the
-    // init log; neither is fatal (the first batch retries the migration).
-    if let Err(error) = ingestor.ensure_schema().await {
+    // init log, side by side (neither waits for the other); neither is
+    // fatal (the first batch retries the migration, the broker may come back).
+    let (schema, ()) = tokio::join!(ingestor.ensure_schema(), ingestor.check_topics());
+    if let Err(error) = schema {
         tracing::error!(%error, "database not ready at init");
     }
-    ingestor.check_topics().await;
     run(service_fn(|event| ingest::handle(&ingestor, event))).await
 }

@@ -7,8 +7,12 @@
 //!
 //! `ingest_isolation_overhead`: the same batch with one row PostgreSQL
 //! refuses, against the batch clean, both through the handler.
+//!
+//! `init_ms_*`: each function's cold start against a hello-world
+//! `lambda_runtime` binary plus a bare connect (see `coldstart.rs`).
 
 mod classify;
+mod coldstart;
 
 use std::time::{Duration, Instant};
 
@@ -46,13 +50,14 @@ async fn bench() -> Result<()> {
         return classify::classify_bench(&sample_records(), &formats);
     }
     let stack = LocalStack::start(StackOptions::default()).await?;
-    // BENCH_ONLY=classify|detect|produce|e2e|isolation runs one part (the full run
-    // takes minutes).
+    // BENCH_ONLY=classify|detect|produce|e2e|isolation|coldstart runs one
+    // part (the full run takes minutes).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("isolation") => return isolation_bench(&stack).await,
         Ok("detect") => return detect_bench(&stack).await,
         Ok("produce") => return produce_bench(&stack).await,
         Ok("e2e") => return e2e_bench(&stack).await,
+        Ok("coldstart") => return coldstart::coldstart_bench(&stack).await,
         _ => {}
     }
     let records = sample_records();
@@ -112,7 +117,8 @@ async fn bench() -> Result<()> {
     isolation_bench(&stack).await?;
     produce_bench(&stack).await?;
     detect_bench(&stack).await?;
-    e2e_bench(&stack).await
+    e2e_bench(&stack).await?;
+    coldstart::coldstart_bench(&stack).await
 }
 
 /// The detect handler on a 10,000-record batch of normalized records
