@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use logpipe_devstack::{Lifetime, Postgres};
 use logpipe_postgres::tokio_postgres::Client;
 use logpipe_postgres::{Database, DbSettings, RetentionSettings};
-use logpipe_tests::{count, sql};
+use logpipe_tests::{count, logs_partitions, sql};
 use maintain::{MaintainConfig, MaintainError, MaintainSummary, Maintainer};
 use serde_json::json;
 
@@ -81,20 +81,6 @@ fn days(first: &str, last: &str) -> BTreeSet<String> {
 
 fn names(list: &[String]) -> BTreeSet<String> {
     list.iter().cloned().collect()
-}
-
-async fn partitions(client: &Client) -> BTreeSet<String> {
-    client
-        .query(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = 'logs'::regclass",
-            &[],
-        )
-        .await
-        .expect("partitions")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// Rows per UTC day of their Kafka timestamp.
@@ -168,7 +154,7 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     let client = sql(&url).await.unwrap();
     let mut expected = days("2030-02-09", "2030-02-17");
     expected.insert("logs_default".into());
-    assert_eq!(partitions(&client).await, expected);
+    assert_eq!(logs_partitions(&client).await, expected);
 
     // 2. Rows in prepared days and, for days without a partition, in
     // logs_default: an expired one (01-20), a kept one (03-01), "today"
@@ -215,7 +201,7 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     let mut expected: BTreeSet<String> = days("2030-02-13", "2030-02-17");
     expected.extend(created.iter().cloned());
     expected.insert("logs_default".into());
-    assert_eq!(partitions(&client).await, expected);
+    assert_eq!(logs_partitions(&client).await, expected);
     // The expired rows are gone; every kept row is still there, each in
     // its own day's partition; logs_default is empty.
     let kept: BTreeMap<String, i64> = [
@@ -247,7 +233,7 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
         .await
         .expect("next run");
     assert!(third.is_no_op(), "{third:?}");
-    assert_eq!(partitions(&client).await, expected);
+    assert_eq!(logs_partitions(&client).await, expected);
     assert_eq!(rows_per_day(&client).await, kept);
 
     // 5. A manual run's override reaches the SQL: one more day ahead.
@@ -273,7 +259,7 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     assert!(matches!(refused, MaintainError::Input(_)), "{refused}");
     assert!(!refused.is_transient());
     expected.insert("logs_p20300323".into());
-    assert_eq!(partitions(&client).await, expected);
+    assert_eq!(logs_partitions(&client).await, expected);
 
     // 7. The database goes away: an error, and a transient one (Lambda
     // retries the scheduled invocation; the next run tries again anyway).

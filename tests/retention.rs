@@ -47,20 +47,6 @@ fn access(offset: i64, ts: &str, status: u16) -> EventRecord {
     }
 }
 
-async fn partitions(client: &Client) -> BTreeSet<String> {
-    client
-        .query(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = 'logs'::regclass",
-            &[],
-        )
-        .await
-        .expect("partitions")
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// Partition of each stored row, by Kafka offset.
 async fn placement(client: &Client) -> Vec<(i64, String)> {
     client
@@ -91,7 +77,7 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let url = stack.database_url();
     let client = sql(&url).await.unwrap();
-    let before_2030 = partitions(&client).await;
+    let before_2030 = logs_partitions(&client).await;
     assert!(before_2030.contains("logs_default"), "{before_2030:?}");
 
     // Days nobody prepared: an ancient, a far-future and the days around a
@@ -163,7 +149,7 @@ async fn retention_keeps_every_record_and_drops_exactly_the_expired_days() {
     assert_eq!(moved, 5 + 1, "{first:?}");
     let mut expect_parts = made.clone();
     expect_parts.insert("logs_default".into());
-    assert_eq!(partitions(&client).await, expect_parts);
+    assert_eq!(logs_partitions(&client).await, expect_parts);
     let stored = placement(&client).await;
     assert_eq!(
         stored,

@@ -368,3 +368,20 @@ pub async fn frequent_word(db: &logpipe_postgres::tokio_postgres::Client) -> Str
     .expect("a word")
     .get(0)
 }
+
+/// The names of `logs`' partitions.
+pub async fn logs_partitions(
+    client: &logpipe_postgres::tokio_postgres::Client,
+) -> std::collections::BTreeSet<String> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'logs'::regclass",
+            &[],
+        )
+        .await
+        .expect("partitions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
