@@ -101,13 +101,16 @@ if [ "${DASHBOARD:-}" = 1 ]; then
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 say "serving the functions with cargo lambda watch on 127.0.0.1:$port (log: $watch_log)"
-# Demo-sized detection: 10 s windows so the incident is seen within a minute.
+# Demo-sized detection: 10 s windows so the incident is seen within a minute,
+# and rate baselines that judge after one window of history (the default, 5
+# windows, is more than the incident's run leaves in a one-minute demo).
 DATABASE_URL="$DATABASE_URL" \
 KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
 REPORT_BATCH_ITEM_FAILURES=true \
 WINDOW_SECONDS=10 \
 ALLOWED_LATENESS_SECONDS=5 \
 COOLDOWN_WINDOWS=3 \
+RATE_WARMUP_WINDOWS=1 \
 PRODUCE_SPAN_SECONDS="$interval" \
 RUST_LOG="${RUST_LOG:-info}" \
   setsid cargo lambda watch --ignore-changes \
