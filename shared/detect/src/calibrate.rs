@@ -24,13 +24,14 @@
 //! - **spread**: `|ln(short spread / long spread)|` of the same deviations
 //!   (variance changes both ways, and stuck / flat-lined signals, whose
 //!   spread collapses);
-//! - **season**, while a profile is in use: the short mean (EWMA, span ≈ 9
-//!   points) of the residual against the profile's slow level (≈ 6 h) and
-//!   the profile, in units of its standard error (the profile's own typical
-//!   |residual|). The level window follows a slowly changing residual, so a
-//!   pattern that vanishes or moves for a day reads as a slow drift there;
-//!   against the profile it is a residual of a share of the amplitude for
-//!   hours (seasonal breaks: `make eval` found 0 of 15 without it);
+//! - **season**, while a profile is in use: the residual against the
+//!   profile and its slow level (≈ 6 h), in units of the profile's own σ
+//!   (from its typical |residual|). The level window follows a slowly
+//!   changing residual, so a pattern that vanishes or moves for a day reads
+//!   as a slow drift there; against the profile it is a residual of a share
+//!   of the amplitude for hours (seasonal breaks: `make eval` found 0 of 15
+//!   without it). It also finds spikes and dips on seasonal series, where
+//!   the level window's spread includes what is left of the pattern;
 //! - each has its own calibrator; the score is `1 − k · min pᵢ` over the `k`
 //!   components in play (2, or 3 while a profile is in use: a Bonferroni
 //!   bound, so an ensemble does not fire more often than one component
@@ -217,11 +218,6 @@ pub struct SeriesVerdict {
 /// own points.
 pub const DEFAULT_ALERT_SCORE: f64 = 0.9995;
 
-/// EWMA weight of the seasonal residual's short mean (a span of about 9
-/// points): a seasonal break moves the residual by a share of the
-/// amplitude for hours, often less than the noise at any one point.
-pub const SEASON_ALPHA: f64 = 0.2;
-
 /// Band half-width reported with a verdict, in robust σ.
 pub const BAND_Z: f64 = 4.0;
 
@@ -332,9 +328,6 @@ pub struct SeriesScorer {
     pub seasonal: Seasonal,
     pub level_cal: Calibrator,
     pub spread_cal: Calibrator,
-    /// Short EWMA of the seasonal residual (see [`SEASON_ALPHA`]).
-    #[serde(default)]
-    pub season_short: f64,
     #[serde(default)]
     pub season_cal: Calibrator,
 }
@@ -375,7 +368,6 @@ impl SeriesScorer {
             seasonal: Seasonal::default(),
             level_cal: Calibrator::default(),
             spread_cal: Calibrator::default(),
-            season_short: 0.0,
             season_cal: Calibrator::default(),
         }
     }
@@ -450,30 +442,26 @@ impl SeriesScorer {
             1.0
         };
 
-        // seasonal component, while a profile explains the series: the
-        // short mean of the residual against the slow level and the
-        // profile, in units of its own standard error
+        // season component, while a profile explains the series: the
+        // residual against the profile and its slow level, in units of the
+        // profile's own σ (its calibrator smooths it over the last few
+        // points; a longer mean of the residual did worse in `make eval`)
         let season = if cfg.seasonality {
             self.seasonal.residual(at, value)
         } else {
             None
         };
-        let (p_season, season_short) = match season {
+        let p_season = match season {
             Some((r, err)) => {
-                let short = self.season_short + SEASON_ALPHA * (r - self.season_short);
                 let floor = (0.5 * self.resolution)
                     .max(1e-6 * self.magnitude)
                     .max(1e-12);
-                let se = (1.2533 * err).max(floor) * (SEASON_ALPHA / (2.0 - SEASON_ALPHA)).sqrt();
-                let raw = if cfg.upper_only {
-                    (short / se).max(0.0)
-                } else {
-                    (short / se).abs()
-                };
+                let z = r / (1.2533 * err).max(floor);
+                let raw = if cfg.upper_only { z.max(0.0) } else { z.abs() };
                 let p = self.season_cal.tail_then_learn(raw, &cfg.calibrator);
-                (p.max((sides * normal_tail(raw)).min(1.0)), short)
+                p.max((sides * normal_tail(raw)).min(1.0))
             }
-            None => (1.0, 0.0),
+            None => 1.0,
         };
 
         let k = if season.is_some() { 3.0 } else { 2.0 };
@@ -489,7 +477,6 @@ impl SeriesScorer {
 
         // learn
         self.n = self.n.saturating_add(1);
-        self.season_short = season_short;
         if warm {
             self.short_spread = short;
             if dev > 0.0 || self.moving > 0 {
