@@ -18,7 +18,7 @@
 //!   explains the series better, used once it explains it at all) is
 //!   subtracted first;
 //! - **level**: deviation from the median of the last `window` values, in
-//!   units of their MAD (spikes, dips, level shifts, seasonal breaks);
+//!   units of their MAD (spikes, dips, level shifts);
 //!   after a level shift the median has moved within `window / 2` points,
 //!   so the shift becomes the new normal by itself (nothing is winsorized);
 //! - **spread**: `|ln(short spread / long spread)|` of the same deviations
