@@ -18,15 +18,24 @@
 //!   explains the series better, used once it explains it at all) is
 //!   subtracted first;
 //! - **level**: deviation from the median of the last `window` values, in
-//!   units of their MAD (spikes, dips, level shifts, seasonal breaks);
+//!   units of their MAD (spikes, dips, level shifts);
 //!   after a level shift the median has moved within `window / 2` points,
 //!   so the shift becomes the new normal by itself (nothing is winsorized);
 //! - **spread**: `|ln(short spread / long spread)|` of the same deviations
 //!   (variance changes both ways, and stuck / flat-lined signals, whose
 //!   spread collapses);
+//! - **season**, while a profile is in use: the residual against the
+//!   profile and its slow level (≈ 6 h), in units of the profile's own σ
+//!   (from its typical |residual|). The level window follows a slowly
+//!   changing residual, so a pattern that vanishes or moves for a day reads
+//!   as a slow drift there; against the profile it is a residual of a share
+//!   of the amplitude for hours (seasonal breaks: `make eval` found 0 of 15
+//!   without it). It also finds spikes and dips on seasonal series, where
+//!   the level window's spread includes what is left of the pattern;
 //! - each has its own calibrator; the score is `1 − k · min pᵢ` over the `k`
-//!   components (a Bonferroni bound, so an ensemble does not fire more often
-//!   than one component would).
+//!   components in play (2, or 3 while a profile is in use: a Bonferroni
+//!   bound, so an ensemble does not fire more often than one component
+//!   would).
 //!
 //! The spread in the level deviation never falls below a floor: half the
 //! smallest step the series has ever taken (its resolution: 1 for counts,
@@ -237,11 +246,11 @@ impl Seasonal {
         (h, at.weekday().num_days_from_monday() as usize * 24 + h)
     }
 
-    /// The profile value to subtract at `at` (0 when no profile explains
-    /// the series yet).
-    fn offset(&self, at: DateTime<Utc>) -> f64 {
+    /// The profile in use at `at`, if one explains the series yet: its
+    /// value there and its typical |residual| (`err_daily` or `err_weekly`).
+    fn profile(&self, at: DateTime<Utc>) -> Option<(f64, f64)> {
         let (Some(first), Some(last)) = (self.first, self.last) else {
-            return 0.0;
+            return None;
         };
         let (d, w) = Self::slots(at);
         let span = last - first;
@@ -249,12 +258,27 @@ impl Seasonal {
             span >= 14 * 86_400 && self.err_weekly < 0.8 * self.err_none.min(self.err_daily);
         let day_ok = span >= 2 * 86_400 && self.err_daily < 0.8 * self.err_none;
         if week_ok {
-            self.weekly.get(w).copied().unwrap_or(0.0)
+            Some((self.weekly.get(w).copied().unwrap_or(0.0), self.err_weekly))
         } else if day_ok {
-            self.daily.get(d).copied().unwrap_or(0.0)
+            Some((self.daily.get(d).copied().unwrap_or(0.0), self.err_daily))
         } else {
-            0.0
+            None
         }
+    }
+
+    /// The profile value to subtract at `at` (0 when no profile explains
+    /// the series yet).
+    fn offset(&self, at: DateTime<Utc>) -> f64 {
+        self.profile(at).map_or(0.0, |(v, _)| v)
+    }
+
+    /// The seasonal residual of `x` at `at` (before learning it): its
+    /// deviation from the slow level *and* the profile, and the profile's
+    /// typical |residual|. `None` while no profile explains the series.
+    fn residual(&self, at: DateTime<Utc>, x: f64) -> Option<(f64, f64)> {
+        let level = self.level?;
+        let (v, err) = self.profile(at)?;
+        Some((x - level - v, err))
     }
 
     fn learn(&mut self, at: DateTime<Utc>, x: f64) {
@@ -304,6 +328,8 @@ pub struct SeriesScorer {
     pub seasonal: Seasonal,
     pub level_cal: Calibrator,
     pub spread_cal: Calibrator,
+    #[serde(default)]
+    pub season_cal: Calibrator,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -342,6 +368,7 @@ impl SeriesScorer {
             seasonal: Seasonal::default(),
             level_cal: Calibrator::default(),
             spread_cal: Calibrator::default(),
+            season_cal: Calibrator::default(),
         }
     }
 
@@ -415,7 +442,30 @@ impl SeriesScorer {
             1.0
         };
 
-        let p = (2.0 * p_level.min(p_spread)).min(1.0);
+        // season component, while a profile explains the series: the
+        // residual against the profile and its slow level, in units of the
+        // profile's own σ (its calibrator smooths it over the last few
+        // points; a longer mean of the residual did worse in `make eval`)
+        let season = if cfg.seasonality {
+            self.seasonal.residual(at, value)
+        } else {
+            None
+        };
+        let p_season = match season {
+            Some((r, err)) => {
+                let floor = (0.5 * self.resolution)
+                    .max(1e-6 * self.magnitude)
+                    .max(1e-12);
+                let z = r / (1.2533 * err).max(floor);
+                let raw = if cfg.upper_only { z.max(0.0) } else { z.abs() };
+                let p = self.season_cal.tail_then_learn(raw, &cfg.calibrator);
+                p.max((sides * normal_tail(raw)).min(1.0))
+            }
+            None => 1.0,
+        };
+
+        let k = if season.is_some() { 3.0 } else { 2.0 };
+        let p = (k * p_level.min(p_spread).min(p_season)).min(1.0);
         let verdict = SeriesVerdict {
             score: 1.0 - p,
             z,

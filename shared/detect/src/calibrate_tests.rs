@@ -141,12 +141,17 @@ fn a_stuck_signal_is_found_within_the_window() {
 }
 
 #[test]
-#[ignore = "known limit: found only after ~95 points (make eval: seasonal breaks 0/15)"]
 fn a_seasonal_break_is_found_within_a_day() {
     // a strong daily cycle that stops (the series stays at its mean)
     let mut v = daily(11, 3_000, 500.0, 200.0, 10.0);
     let flat = noise(12, 1_000, 500.0, 10.0);
     v[AT..].copy_from_slice(&flat);
+    assert_found_within(&v, AT, 24);
+    // or moves by a quarter period (6 h) for a day, then comes back
+    let mut v = daily(11, 3_000, 500.0, 200.0, 10.0);
+    let ahead = daily(12, 24 + 24, 500.0, 200.0, 10.0);
+    let phase = (AT + 6) % 24;
+    v[AT..AT + 24].copy_from_slice(&ahead[phase..phase + 24]);
     assert_found_within(&v, AT, 24);
 }
 

@@ -20,7 +20,7 @@ use crate::model::{Alert, Prediction, SCHEMA_VERSION, Severity, alert_id};
 
 pub const DETECTOR: &str = "volume";
 pub const MODEL: &str = "calibrated_seasonal";
-pub const MODEL_VERSION: &str = "2";
+pub const MODEL_VERSION: &str = "3";
 
 fn default_alert_score() -> f64 {
     DEFAULT_ALERT_SCORE

@@ -3,9 +3,16 @@
 //! The detectors are composed once, in [`logpipe_detect::Engine`]; this
 //! module only feeds it, exactly as the detect function does: per entity
 //! (the same [`entity_of`]), one [`EntityState`], every record observed in
-//! input order, windows closed by that entity's own watermark (its newest
-//! event time less the allowed lateness), the same cooldown and the same
-//! per-window merge into one alert per incident. The same defaults too:
+//! input order, windows closed by that entity's own watermark (the
+//! engine's per-entity clock, [`Engine::note_event_time`] and
+//! [`Engine::entity_watermark`]: its newest event time less the allowed
+//! lateness), the same cooldown and the same per-window merge into one
+//! alert per incident. Offline a record arrives at its own event time, so
+//! the replay's wall clock never runs ahead of an entity's clock: the idle
+//! advance that closes a silent entity's windows in the function never
+//! applies (a file that ends mid-window leaves it open, see
+//! [`RecordRun::finish`]), and no event time is too far in the future to
+//! trust. The same defaults too:
 //! [`EngineConfig::default`] is what the function runs with when no
 //! setting is given.
 //!
@@ -156,8 +163,6 @@ type WindowKey = (String, i64);
 pub struct RecordRun {
     engine: Engine,
     states: HashMap<String, EntityState>,
-    /// Newest event time per entity: its watermark is this less the lateness.
-    newest: HashMap<String, DateTime<Utc>>,
     pending: VecDeque<Pending>,
     /// Lines not yet written, per window (the verdict maps below are
     /// dropped once a closed window has none).
@@ -209,7 +214,6 @@ impl RecordRun {
         Ok(RecordRun {
             engine: Engine::new(config),
             states: HashMap::new(),
-            newest: HashMap::new(),
             pending: VecDeque::new(),
             waiting: HashMap::new(),
             window_scores: HashMap::new(),
@@ -246,13 +250,14 @@ impl RecordRun {
             .entry(entity.clone())
             .or_insert_with(|| self.engine.new_state());
         let on_time = self.engine.observe(state, &entity, &record, &mut out);
-        let newest = self
-            .newest
-            .entry(entity.clone())
-            .and_modify(|t| *t = (*t).max(record.event_time))
-            .or_insert(record.event_time);
-        let watermark = self.engine.watermark(*newest);
-        self.engine.close(state, &entity, watermark, &mut out);
+        // the replay's wall time is the record's own event time (see the
+        // module docs): never past the entity's clock, so no idle advance
+        let arrived = record.event_time;
+        self.engine
+            .note_event_time(state, record.event_time, arrived);
+        if let Some(watermark) = self.engine.entity_watermark(state, arrived, 0, None) {
+            self.engine.close(state, &entity, watermark, &mut out);
+        }
         let window_start = window_start_secs(record.event_time.timestamp(), self.width());
         *self
             .waiting

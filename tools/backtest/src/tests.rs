@@ -503,6 +503,37 @@ fn late_records_are_marked_and_skip_window_detectors() {
     assert!(run.summary.to_string().contains("1 late records"));
 }
 
+/// Each entity runs on its own clock (the engine's, as in the function): a
+/// service whose lines run two hours behind another's is not late by the
+/// other's time, only by its own.
+#[test]
+fn each_entity_is_late_only_by_its_own_clock() {
+    let line = |at: DateTime<Utc>, service: &str| {
+        format!(
+            r#"{{"timestamp":"{}","level":"INFO","message":"m","service":"{service}"}}"#,
+            at.to_rfc3339()
+        )
+    };
+    let behind = t0() - Duration::hours(2);
+    let input = [
+        line(t0(), "api"),
+        line(t0() + Duration::minutes(2), "api"),
+        line(behind, "web"),
+        line(behind + Duration::minutes(2), "web"),
+        // web's 00:00 window closed by web's own watermark, not api's
+        line(behind + Duration::seconds(10), "web"),
+    ]
+    .join("\n");
+    let run = run_str(&jsonl_options(), &input).unwrap();
+    let late: Vec<bool> = run
+        .output
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["late"] == true)
+        .collect();
+    assert_eq!(late, [false, false, false, false, true]);
+    assert_eq!(run.summary.records.late, 1);
+}
+
 #[test]
 fn lines_without_a_time_are_timed_visibly() {
     let input = "first untimed line\nsecond untimed line\n\
