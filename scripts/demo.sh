@@ -75,7 +75,8 @@ stack_started=1
 say "starting the local stack (PostgreSQL, Tansu, moto)"
 eval "$(cargo run -q -p logpipe-devstack --bin logpipe-dev -- up)"
 # The broker starts empty; the database keeps its files: empty the tables.
-psql "$DATABASE_URL" -q -X -v ON_ERROR_STOP=1 \
+# TRUNCATE is the owner's (the functions' DATABASE_URL login has DML only).
+psql "${DATABASE_OWNER_URL:-$DATABASE_URL}" -q -X -v ON_ERROR_STOP=1 \
   -c 'TRUNCATE logs, ingest_progress, detect_entity_state, detect_clock, detect_outbox' >/dev/null
 
 # 2. The functions. Built first so the first invocations do not wait for it.

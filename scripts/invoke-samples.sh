@@ -113,7 +113,7 @@ done
 [ ${#samples[@]} -gt 0 ] || die "no sample events in events/ingest/ (run python3 events/ingest/generate.py)"
 
 say "emptying logs, ingest_progress and the detect tables"
-psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 \
+psql "${DATABASE_OWNER_URL:-$DATABASE_URL}" -q -v ON_ERROR_STOP=1 \
   -c 'TRUNCATE logs, ingest_progress, detect_entity_state, detect_clock, detect_outbox' >/dev/null \
   || die "cannot truncate the tables (is the stack up and migrated?)"
 
@@ -122,7 +122,11 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 say "starting cargo lambda watch on 127.0.0.1:$port (log: $watch_log)"
 # In a non-interactive shell a background job is not a process group
 # leader, so setsid does not fork: $! is the new group's id.
-DATABASE_URL="$DATABASE_URL" \
+# One watch serves every function with one environment, and maintain (which
+# migrates and drops partitions) needs the schema owner: the owner's URL
+# when the local stack gives one (ingest and detect as the runtime role are
+# covered by tests/dbsecurity.rs).
+DATABASE_URL="${DATABASE_OWNER_URL:-$DATABASE_URL}" \
 KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
 FORWARD_TOPIC=log-processing \
 REPORT_BATCH_ITEM_FAILURES=true \
@@ -156,7 +160,7 @@ for f in "${samples[@]}"; do
   expected="${f%.json}.expected.json"
   out="$work/${name%.json}.response.json"
   err="$work/${name%.json}.invoke.err"
-  psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -c 'TRUNCATE logs, ingest_progress' >/dev/null \
+  psql "${DATABASE_OWNER_URL:-$DATABASE_URL}" -q -v ON_ERROR_STOP=1 -c 'TRUNCATE logs, ingest_progress' >/dev/null \
     || die "cannot truncate logs and ingest_progress"
   start=$(date +%s)
   # In the background and waited for, so that Ctrl-C (which reaches only

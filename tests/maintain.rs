@@ -63,6 +63,7 @@ fn maintainer(url: &str) -> Maintainer {
         },
         run_migrations: true,
         function_name: "maintain-test".into(),
+        ..MaintainConfig::default()
     };
     let db = Database::new(DbSettings::from_url(url, "maintain-test"), None).expect("database");
     Maintainer::new(config, db)
@@ -274,4 +275,80 @@ async fn scheduled_maintenance_drops_exactly_the_expired_days_and_keeps_the_rest
     );
     let diagnostic = lambda_runtime::Diagnostic::from(outage);
     assert_eq!(diagnostic.error_type, "DatabaseUnavailable");
+}
+
+/// A drop waits behind a long query only a bounded time: the run returns
+/// with the drop skipped (counted in the summary) and the partition still
+/// there, and writes to `logs` are not queued behind it; once the query
+/// ends, the next run drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_blocked_by_a_long_query_is_skipped_and_done_by_the_next_run() {
+    let server = Server::start();
+    let url = server.database("locked").await;
+    let config = MaintainConfig {
+        retention: RetentionSettings {
+            retention_days: 30,
+            partitions_ahead: 1,
+        },
+        drop_lock_timeout: std::time::Duration::from_millis(200),
+        function_name: "maintain-lock-test".into(),
+        ..MaintainConfig::default()
+    };
+    let db = Database::new(DbSettings::from_url(&url, "maintain-test"), None).expect("database");
+    let m = Maintainer::new(config, db);
+    run(&m, json!({}), "2030-02-10T12:00:00Z")
+        .await
+        .expect("first run");
+    let client = sql(&url).await.unwrap();
+    insert(&client, "2030-02-09", 3, 0).await;
+
+    // A long query on an expiring day: its transaction holds the
+    // partition's lock until it ends.
+    let reader = sql(&url).await.unwrap();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM logs_p20300209;")
+        .await
+        .unwrap();
+
+    // 2030-03-15: 02-09 to 02-11 expire. Their drops cannot get the lock:
+    // skipped, the run still does the rest.
+    let blocked = run(&m, json!({}), "2030-03-15T10:00:00Z")
+        .await
+        .expect("the run returns despite the lock");
+    assert!(
+        names(&blocked.partitions_skipped).contains("logs_p20300209"),
+        "{blocked:?}"
+    );
+    assert!(
+        !names(&blocked.partitions_dropped).contains("logs_p20300209"),
+        "{blocked:?}"
+    );
+    assert_eq!(
+        names(&blocked.partitions_created),
+        days("2030-03-14", "2030-03-16"),
+        "{blocked:?}"
+    );
+    assert!(
+        logs_partitions(&client).await.contains("logs_p20300209"),
+        "the partition stays while the query runs"
+    );
+    // Writers are not queued behind the drop.
+    insert(&client, "2030-03-15", 2, 100).await;
+    assert_eq!(
+        count(&reader, "SELECT count(*) FROM logs_p20300209").await,
+        3
+    );
+
+    // The query ends: the next run drops what was skipped.
+    reader.batch_execute("COMMIT").await.unwrap();
+    let next = run(&m, json!({}), "2030-03-15T11:00:00Z")
+        .await
+        .expect("next run");
+    assert!(
+        names(&next.partitions_dropped).contains("logs_p20300209"),
+        "{next:?}"
+    );
+    assert!(next.partitions_skipped.is_empty(), "{next:?}");
+    assert!(!logs_partitions(&client).await.contains("logs_p20300209"));
+    assert_eq!(rows_per_day(&client).await.get("2030-03-15"), Some(&2));
 }

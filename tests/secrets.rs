@@ -8,8 +8,7 @@ use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use ingest::{IngestConfig, Ingestor};
 use logpipe_kafka::event::EventSource;
 use logpipe_kafka::{KafkaSettings, Publisher};
-use logpipe_postgres::tokio_postgres::config::SslMode;
-use logpipe_postgres::{Database, DbError, DbSettings, DbSource};
+use logpipe_postgres::{Database, DbError, DbSettings, DbSource, TlsMode};
 use logpipe_secrets::{SecretsCache, SecretsError};
 use logpipe_tests::*;
 
@@ -36,8 +35,7 @@ fn settings(arn: &str) -> DbSettings {
         source: DbSource::Secret {
             arn: arn.to_string(),
         },
-        ssl_mode: SslMode::Disable,
-        ssl_mode_explicit: false,
+        ssl_mode: Some(TlsMode::Disable),
         ssl_root_cert: None,
         connect_timeout: Duration::from_secs(5),
         application_name: "ingest-secret-test".into(),

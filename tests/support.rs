@@ -118,10 +118,11 @@ pub fn event(records: &[EventRecord], source: EventSource, bootstrap: &str) -> s
     build_event(source, bootstrap, None, records)
 }
 
-/// Builds the handler's clients against the stack.
+/// Builds the handler's clients against the stack, as the functions'
+/// DML-only runtime login (as in AWS).
 pub async fn ingestor(stack: &LocalStack, config: IngestConfig) -> Result<Ingestor> {
     let db = Database::new(
-        DbSettings::from_url(&stack.database_url(), "ingest-test"),
+        DbSettings::from_url(&stack.runtime_url(), "ingest-test"),
         None,
     )?;
     let publisher = Publisher::new(

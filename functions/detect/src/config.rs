@@ -32,7 +32,7 @@ use logpipe_detect::window::WindowConfig;
 /// | `OUTBOX_RETENTION_HOURS` | `168` | published outbox rows older than this are deleted (parked rows stay until an operator acts) |
 /// | `IDLE_ADVANCE_SECONDS` | `300` | an entity that has sent nothing for this long (wall time) is silent: its own event-time clock then moves on with the wall time, so its last windows close at the next batch or tick (each entity otherwise runs on its own newest event time) |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
-/// | `RUN_MIGRATIONS` | `true` | apply migrations at init |
+/// | `RUN_MIGRATIONS` | `false` | apply migrations at init instead of only checking the schema version (needs DDL rights) |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `detect` | named in dead-letter headers |
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {
@@ -75,7 +75,7 @@ impl Default for DetectConfig {
             idle_advance: Duration::from_secs(300),
             message_timeout: Duration::from_secs(20),
             function_name: "detect".into(),
-            run_migrations: true,
+            run_migrations: false,
             engine: EngineConfig::default(),
         }
     }

@@ -22,7 +22,7 @@ use crate::classify::Limits;
 /// | `LOG_PATTERNS_FILE` | — | the same, read from a file (packaged with the function); not together with `LOG_PATTERNS` |
 /// | `DLQ_MAX_VALUE_BYTES` | `900000` | larger dead-lettered values are truncated (header `dlq-truncated-from`); keys, headers and the error message are bounded too |
 /// | `KAFKA_MESSAGE_TIMEOUT_MS` | `20000` | how long a publish may wait for the broker |
-/// | `RUN_MIGRATIONS` | `true` | apply migrations at init (the database user then needs CREATE on the schema) |
+/// | `RUN_MIGRATIONS` | `false` | apply migrations at init instead of only checking the schema version (the database user then needs DDL rights: for a single-user setup, not the least-privilege one) |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `ingest` | named in dead-letter headers |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestConfig {
@@ -56,7 +56,7 @@ impl Default for IngestConfig {
             dlq_max_value_bytes: 900_000,
             message_timeout: Duration::from_secs(20),
             function_name: "ingest".into(),
-            run_migrations: true,
+            run_migrations: false,
         }
     }
 }

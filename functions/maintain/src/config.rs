@@ -1,12 +1,15 @@
 //! The maintain function's settings, all from environment variables.
 
-use logpipe_postgres::{DbError, RetentionSettings};
+use std::time::Duration;
+
+use logpipe_postgres::{DROP_LOCK_TIMEOUT, DbError, RetentionSettings};
 
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `LOG_RETENTION_DAYS` | `30` | whole UTC days of `logs` kept before today (0 to 36500; 0 keeps everything); older daily partitions are dropped |
 /// | `LOG_PARTITIONS_AHEAD` | `3` | daily partitions prepared after today (0 to 36500) |
 /// | `RUN_MIGRATIONS` | `true` | apply pending migrations before each run (the database user must own the schema) |
+/// | `LOG_DROP_LOCK_TIMEOUT_MS` | `5000` | how long dropping an expired partition waits for its lock on `logs` (1 to 600000); past it the drop is skipped until the next run |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | `maintain` | the `Function` dimension of its metrics |
 /// | `DB_SECRET_ARN`, `DATABASE_URL`, `DB_SSLMODE`, `PGSSLROOTCERT`, `DB_CONNECT_TIMEOUT_MS` | | the database, as for every function |
 ///
@@ -16,6 +19,7 @@ use logpipe_postgres::{DbError, RetentionSettings};
 pub struct MaintainConfig {
     pub retention: RetentionSettings,
     pub run_migrations: bool,
+    pub drop_lock_timeout: Duration,
     pub function_name: String,
 }
 
@@ -28,6 +32,7 @@ impl Default for MaintainConfig {
         Self {
             retention: RetentionSettings::default(),
             run_migrations: true,
+            drop_lock_timeout: DROP_LOCK_TIMEOUT,
             function_name: "maintain".into(),
         }
     }
@@ -55,6 +60,19 @@ impl MaintainConfig {
                 )));
             }
         };
+        let drop_lock_timeout = match text("LOG_DROP_LOCK_TIMEOUT_MS") {
+            None => d.drop_lock_timeout,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=600_000).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "LOG_DROP_LOCK_TIMEOUT_MS={v:?}: expected 1 to 600000 milliseconds"
+                    ))
+                })?,
+        };
         Ok(Self {
             retention: RetentionSettings::from_lookup(&get).map_err(|e| match e {
                 // Already names the variable and the range.
@@ -62,6 +80,7 @@ impl MaintainConfig {
                 other => ConfigError(other.to_string()),
             })?,
             run_migrations,
+            drop_lock_timeout,
             function_name: text("AWS_LAMBDA_FUNCTION_NAME").unwrap_or(d.function_name),
         })
     }
@@ -103,9 +122,11 @@ mod tests {
             ("LOG_RETENTION_DAYS", "14"),
             ("LOG_PARTITIONS_AHEAD", " 7 "),
             ("RUN_MIGRATIONS", "false"),
+            ("LOG_DROP_LOCK_TIMEOUT_MS", "250"),
             ("AWS_LAMBDA_FUNCTION_NAME", "logpipe-maintain"),
         ]))
         .unwrap();
+        assert_eq!(c.drop_lock_timeout, std::time::Duration::from_millis(250));
         assert_eq!(
             c.retention,
             RetentionSettings {

@@ -10,7 +10,7 @@ pub mod config;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use logpipe_postgres::{
-    Database, DbError, PartitionChange, RetentionSettings, maintain_partitions, migrate,
+    Database, DbError, PartitionChange, RetentionSettings, maintain_partitions_with, migrate,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -82,6 +82,9 @@ pub struct MaintainSummary {
     pub partitions_created: Vec<String>,
     /// Expired daily partitions, dropped with their rows.
     pub partitions_dropped: Vec<String>,
+    /// Expired partitions whose drop could not get its lock in time (a
+    /// long query held `logs`): still there, dropped by a later run.
+    pub partitions_skipped: Vec<String>,
     /// Rows of `logs_default` moved into the partitions just created.
     pub rows_moved_from_default: i64,
     /// Rows of `logs_default` older than the first kept day, deleted.
@@ -107,6 +110,7 @@ impl MaintainSummary {
                 self.rows_moved_from_default += rows;
             }
             "dropped" => self.partitions_dropped.push(change.partition),
+            "skipped" => self.partitions_skipped.push(change.partition),
             "expired" => self.rows_expired_from_default += rows,
             // A newer schema reporting a change this build does not know.
             other => {
@@ -120,6 +124,7 @@ impl MaintainSummary {
         self.migrations_applied == 0
             && self.partitions_created.is_empty()
             && self.partitions_dropped.is_empty()
+            && self.partitions_skipped.is_empty()
             && self.rows_moved_from_default == 0
             && self.rows_expired_from_default == 0
     }
@@ -209,17 +214,28 @@ impl Maintainer {
                     migrations_applied = s.migrations_applied,
                     partitions_created = s.partitions_created.len(),
                     partitions_dropped = s.partitions_dropped.len(),
+                    partition_drops_skipped = s.partitions_skipped.len(),
                     rows_moved_from_default = s.rows_moved_from_default,
                     rows_expired_from_default = s.rows_expired_from_default,
                     created = ?s.partitions_created,
                     dropped = ?s.partitions_dropped,
+                    skipped = ?s.partitions_skipped,
                     "maintenance done"
                 );
+                if !s.partitions_skipped.is_empty() {
+                    tracing::warn!(
+                        skipped = ?s.partitions_skipped,
+                        lock_timeout_ms = self.config.drop_lock_timeout.as_millis() as u64,
+                        "expired partitions not dropped: a query held logs longer than the \
+                         lock timeout; the next run drops them"
+                    );
+                }
                 logpipe_telemetry::emit_metrics(
                     &self.config.function_name,
                     &[
                         ("PartitionsCreated", s.partitions_created.len() as i64),
                         ("PartitionsDropped", s.partitions_dropped.len() as i64),
+                        ("PartitionDropsSkipped", s.partitions_skipped.len() as i64),
                         ("RowsMovedFromDefault", s.rows_moved_from_default),
                         ("RowsExpiredFromDefault", s.rows_expired_from_default),
                     ],
@@ -244,7 +260,9 @@ impl Maintainer {
         } else {
             0
         };
-        let changes = maintain_partitions(&*client, settings, Some(now)).await?;
+        let changes =
+            maintain_partitions_with(&*client, settings, Some(now), self.config.drop_lock_timeout)
+                .await?;
         let mut summary = MaintainSummary::new(now, settings, migrations_applied);
         for change in changes {
             summary.record(change);
@@ -358,6 +376,7 @@ mod tests {
             ("created", "logs_p20300301", Some(4)),
             ("created", "logs_p20300316", Some(0)),
             ("dropped", "logs_p20300210", None),
+            ("skipped", "logs_p20300211", None),
             ("expired", "logs_default", Some(3)),
             ("created", "logs_p20300320", Some(2)),
         ] {
@@ -372,6 +391,7 @@ mod tests {
             ["logs_p20300301", "logs_p20300316", "logs_p20300320"]
         );
         assert_eq!(s.partitions_dropped, ["logs_p20300210"]);
+        assert_eq!(s.partitions_skipped, ["logs_p20300211"]);
         assert_eq!(s.rows_moved_from_default, 6);
         assert_eq!(s.rows_expired_from_default, 3);
         assert!(!s.is_no_op());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use logpipe_kafka::settings::SaslCredentials;
 use logpipe_kafka::{KafkaSettings, PublishError, Publisher, SettingsError};
-use logpipe_postgres::{Database, DbError, DbSettings, DbSource, migrate};
+use logpipe_postgres::{Database, DbError, DbSettings, DbSource, check_schema, migrate};
 use logpipe_secrets::SecretsCache;
 use tokio::sync::OnceCell;
 
@@ -52,15 +52,17 @@ impl Clients {
     }
 }
 
-/// Migrations, applied at most once per sandbox.
+/// The schema, checked (or migrated) at most once per sandbox.
 pub struct Schema {
     run_migrations: bool,
     ready: OnceCell<()>,
 }
 
 impl Schema {
-    /// `run_migrations`: `RUN_MIGRATIONS` (off when the function's database
-    /// user may not run DDL and migrations are applied elsewhere).
+    /// `run_migrations`: `RUN_MIGRATIONS` (default off). Off, the function
+    /// only checks that the schema is at the version this build needs: its
+    /// runtime role has no DDL rights; the owner migrates (the maintain
+    /// function, `make up`). On, it migrates (a single-user setup).
     pub fn new(run_migrations: bool) -> Self {
         Self {
             run_migrations,
@@ -68,14 +70,17 @@ impl Schema {
         }
     }
 
+    /// Until it succeeds once, every call tries again: a database down at
+    /// init is checked at the first batch.
     pub async fn ensure(&self, db: &Database) -> Result<(), DbError> {
         // Boxed: the migration future is deep, and callers nest it further.
         let init = Box::pin(self.ready.get_or_try_init(|| async {
-            if !self.run_migrations {
-                return Ok(());
-            }
             let mut client = db.client().await?;
-            migrate(&mut client).await.map(|_| ())
+            if self.run_migrations {
+                migrate(&mut client).await.map(|_| ())
+            } else {
+                check_schema(&client).await.map(|_| ())
+            }
         }));
         init.await.map(|_| ())
     }

@@ -18,6 +18,18 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("database TLS failed at {target} (sslmode={mode}, trust roots: {roots}): {detail}")]
+    Tls {
+        target: String,
+        mode: &'static str,
+        roots: String,
+        /// The whole cause chain (the handshake error's own text is terse).
+        detail: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database schema not ready: {0}")]
+    SchemaNotReady(String),
     #[error("database credentials unavailable: {0}")]
     Secret(#[from] SecretsError),
     #[error("database configuration is invalid: {0}")]
@@ -48,6 +60,8 @@ impl DbError {
             DbError::Secret(e) => e.is_transient(),
             DbError::Query { source, .. } => is_transient_pg(source),
             DbError::AuthFailed { .. }
+            | DbError::Tls { .. }
+            | DbError::SchemaNotReady(_)
             | DbError::Config(_)
             | DbError::Migration(_)
             | DbError::Rejected { .. } => false,

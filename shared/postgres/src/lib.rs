@@ -8,10 +8,13 @@ mod migrate;
 mod retention;
 mod store;
 
-pub use connection::{Database, DbSettings, DbSource};
+pub use connection::{Database, DbSettings, DbSource, RDS_CA_BUNDLE, TlsMode, split_sslmode};
 pub use error::DbError;
-pub use migrate::{migrate, migrate_to};
-pub use retention::{PartitionChange, RetentionSettings, maintain_partitions};
+pub use migrate::{check_schema, expected_version, migrate, migrate_to};
+pub use retention::{
+    DROP_LOCK_TIMEOUT, PartitionChange, RetentionSettings, maintain_partitions,
+    maintain_partitions_with,
+};
 pub use store::{
     Inserted, PartitionProgress, copy_records, insert_isolating, insert_isolating_records,
     insert_records, load_progress, save_progress,

@@ -12,6 +12,55 @@ mod embedded {
 /// across concurrently starting functions.
 const MIGRATION_LOCK_KEY: i64 = 0x6c6f_6770_6970_6501;
 
+/// The newest migration this build knows: the schema version the
+/// functions need.
+pub fn expected_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks, without DDL, that the schema is at least at
+/// [`expected_version`] (a newer one is fine: functions are deployed one at
+/// a time). The functions' runtime role may not migrate; the owner does
+/// (the maintain function in AWS, `make up` locally).
+pub async fn check_schema(client: &Client) -> Result<i32, DbError> {
+    let expected = expected_version();
+    let not_ready = |found: &str| {
+        DbError::SchemaNotReady(format!(
+            "{found}; this build needs version {expected}. Migrations run under the schema \
+             owner: invoke the maintain function (DbOwnerSecretArn) after deploying, or \
+             `make up` locally"
+        ))
+    };
+    let row = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    if !row.get::<_, bool>(0) {
+        return Err(not_ready("no migration has been applied"));
+    }
+    let version: Option<i32> = client
+        .query_one(
+            "SELECT max(version)::int4 FROM refinery_schema_history",
+            &[],
+        )
+        .await
+        .map_err(DbError::from_query)?
+        .get(0);
+    match version {
+        Some(v) if v >= expected => Ok(v),
+        Some(v) => Err(not_ready(&format!("the schema is at version {v}"))),
+        None => Err(not_ready("no migration has been applied")),
+    }
+}
+
 /// Applies every pending migration. Concurrent callers wait for each other.
 pub async fn migrate(client: &mut Client) -> Result<usize, DbError> {
     migrate_to(client, None).await

@@ -3,6 +3,8 @@
 //! `logpipe_maintain_partitions` (migration V6), so a scheduler that can
 //! only run SQL does the same; this calls it and reports what changed.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
@@ -72,26 +74,52 @@ impl RetentionSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionChange {
     /// `created` (rows: moved out of `logs_default`), `dropped` (no count:
-    /// counting would read the partition) or `expired` (rows deleted from
-    /// `logs_default`).
+    /// counting would read the partition), `skipped` (a drop that could not
+    /// get its lock in time; retried next run) or `expired` (rows deleted
+    /// from `logs_default`).
     pub action: String,
     pub partition: String,
     pub rows: Option<i64>,
 }
 
+/// How long dropping an expired partition waits for its lock (ACCESS
+/// EXCLUSIVE on `logs`) before it is skipped until the next run.
+pub const DROP_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Creates the partitions ahead and drops the expired ones, as of `at`
 /// (`None`: the server's clock). Retention is the one place the clock
-/// decides; which partition a row goes to never depends on it.
+/// decides; which partition a row goes to never depends on it. A drop that
+/// cannot get its lock within [`DROP_LOCK_TIMEOUT`] is reported as
+/// `skipped` (the partition stays, the next run drops it).
 pub async fn maintain_partitions(
     client: &impl GenericClient,
     settings: RetentionSettings,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<PartitionChange>, DbError> {
+    maintain_partitions_with(client, settings, at, DROP_LOCK_TIMEOUT).await
+}
+
+/// [`maintain_partitions`] with the drops' lock wait bounded by
+/// `drop_lock_timeout` (at least 1 ms).
+pub async fn maintain_partitions_with(
+    client: &impl GenericClient,
+    settings: RetentionSettings,
+    at: Option<DateTime<Utc>>,
+    drop_lock_timeout: Duration,
+) -> Result<Vec<PartitionChange>, DbError> {
+    let timeout_ms = i32::try_from(drop_lock_timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
     let rows = client
         .query(
             "SELECT action, partition_name, row_count
-               FROM logpipe_maintain_partitions($1, $2, coalesce($3, now()))",
-            &[&settings.retention_days, &settings.partitions_ahead, &at],
+               FROM logpipe_maintain_partitions($1, $2, coalesce($3, now()), $4)",
+            &[
+                &settings.retention_days,
+                &settings.partitions_ahead,
+                &at,
+                &timeout_ms,
+            ],
         )
         .await
         .map_err(DbError::from_query)?;

@@ -60,7 +60,8 @@ impl LocalStack {
             moto,
             dir,
         };
-        migrate(&stack.database_url()).await?;
+        create_roles(&stack.database_url()).await?;
+        migrate(&stack.owner_url()).await?;
         apply_local_catalog(&stack.bootstrap_servers()).await?;
         Ok(stack)
     }
@@ -88,8 +89,19 @@ impl LocalStack {
         format!("127.0.0.1:{}", self.tansu.port())
     }
 
+    /// The superuser's URL: for tests' assertions and set-up.
     pub fn database_url(&self) -> String {
         self.postgres.url()
+    }
+
+    /// The schema owner's URL (migrations, partition maintenance).
+    pub fn owner_url(&self) -> String {
+        self.postgres.owner_url()
+    }
+
+    /// The functions' URL: a member of `logpipe_runtime`, DML only.
+    pub fn runtime_url(&self) -> String {
+        self.postgres.runtime_url()
     }
 
     pub fn moto_url(&self) -> Option<String> {
@@ -97,6 +109,56 @@ impl LocalStack {
             .as_ref()
             .map(|m| format!("http://127.0.0.1:{}", m.port()))
     }
+}
+
+/// Creates (as the superuser at `superuser_url`) the roles the AWS
+/// deployment has: the schema owner `logpipe_owner`, the NOLOGIN group
+/// `logpipe_runtime` and the functions' login `logpipe_functions` in it —
+/// the README's "Database roles" SQL. Objects an older local stack created
+/// as the superuser are handed to the owner. Idempotent.
+pub async fn create_roles(superuser_url: &str) -> Result<()> {
+    use postgres::{OWNER, OWNER_PASSWORD, RUNTIME, RUNTIME_PASSWORD};
+    let db = logpipe_postgres::Database::new(
+        logpipe_postgres::DbSettings::from_url(superuser_url, "logpipe-dev"),
+        None,
+    )?;
+    let client = db.client().await?;
+    client
+        .batch_execute(&format!(
+            "DO $$
+             DECLARE r record;
+             BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'logpipe_runtime') THEN
+                     CREATE ROLE logpipe_runtime NOLOGIN;
+                 END IF;
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER}') THEN
+                     CREATE ROLE {OWNER} LOGIN PASSWORD '{OWNER_PASSWORD}';
+                 END IF;
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{RUNTIME}') THEN
+                     CREATE ROLE {RUNTIME} LOGIN PASSWORD '{RUNTIME_PASSWORD}' IN ROLE logpipe_runtime;
+                 END IF;
+                 FOR r IN SELECT c.relname, c.relkind FROM pg_class c
+                           WHERE c.relnamespace = 'public'::regnamespace
+                             AND c.relkind IN ('r', 'p', 'v', 'm')
+                             AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                 LOOP
+                     EXECUTE format('ALTER %s %I OWNER TO {OWNER}',
+                                    CASE r.relkind WHEN 'v' THEN 'VIEW'
+                                                   WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                                   ELSE 'TABLE' END, r.relname);
+                 END LOOP;
+                 FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p
+                           WHERE p.pronamespace = 'public'::regnamespace
+                             AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                 LOOP
+                     EXECUTE format('ALTER FUNCTION %s OWNER TO {OWNER}', r.f);
+                 END LOOP;
+             END $$;
+             GRANT CREATE, USAGE ON SCHEMA public TO {OWNER};"
+        ))
+        .await
+        .context("creating the database roles")?;
+    Ok(())
 }
 
 /// Applies the migrations to the database at `url`.

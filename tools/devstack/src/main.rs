@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use logpipe_devstack::ownership::{Recorded, Verdict, verify};
+use logpipe_devstack::postgres::{self, url_like};
 use logpipe_devstack::state::{self, Outcome};
 use logpipe_devstack::{
-    Lifetime, Postgres, StackPaths, apply_local_catalog, describe, maintain, migrate, start_moto,
-    start_tansu, workspace_root,
+    Lifetime, Postgres, StackPaths, apply_local_catalog, create_roles, describe, maintain, migrate,
+    start_moto, start_tansu, workspace_root,
 };
 
 /// The running stack's state (verified to be this tree's).
@@ -85,9 +86,17 @@ async fn up() -> Result<()> {
         .unwrap_or_default()
         .to_string();
     std::fs::write(paths.state_file(), serde_json::to_vec_pretty(&state)?)?;
-    eprintln!("applying database migrations");
-    migrate(&pg_url).await?;
-    for change in maintain(&pg_url).await? {
+    let owner_url = url_like(&pg_url, postgres::OWNER, postgres::OWNER_PASSWORD)
+        .context("the stack's database URL has no host part")?;
+    eprintln!(
+        "creating the database roles (owner {}, functions {})",
+        postgres::OWNER,
+        postgres::RUNTIME
+    );
+    create_roles(&pg_url).await?;
+    eprintln!("applying database migrations (as {})", postgres::OWNER);
+    migrate(&owner_url).await?;
+    for change in maintain(&owner_url).await? {
         eprintln!(
             "logs partitions: {} {} ({} rows)",
             change.action,
@@ -225,8 +234,20 @@ fn env_lines(state: &serde_json::Value) -> Result<Vec<String>> {
             None => bail!("stack state lacks {k}"),
         }
     };
+    let superuser_url = get("database_url")?;
+    // The functions get the DML-only runtime login, as in AWS; migrations
+    // and maintenance use the owner (DATABASE_OWNER_URL).
+    let runtime_url = url_like(
+        &superuser_url,
+        postgres::RUNTIME,
+        postgres::RUNTIME_PASSWORD,
+    )
+    .context("the stack's database URL has no host part")?;
+    let owner_url = url_like(&superuser_url, postgres::OWNER, postgres::OWNER_PASSWORD)
+        .context("the stack's database URL has no host part")?;
     Ok(vec![
-        format!("export DATABASE_URL={}", get("database_url")?),
+        format!("export DATABASE_URL={runtime_url}"),
+        format!("export DATABASE_OWNER_URL={owner_url}"),
         format!(
             "export KAFKA_BOOTSTRAP_SERVERS={}",
             get("bootstrap_servers")?

@@ -18,6 +18,14 @@ use crate::process::{Lifetime, free_port, spawn, stop_child};
 /// Superuser created by `initdb` and its password (local stack only).
 pub const SUPERUSER: &str = "postgres";
 pub const SUPERUSER_PASSWORD: &str = "logpipe-local";
+/// Owner of the schema: migrations and partition maintenance (DDL), as the
+/// maintain function's DbOwnerSecretArn user in AWS.
+pub const OWNER: &str = "logpipe_owner";
+pub const OWNER_PASSWORD: &str = "logpipe-owner-local";
+/// The functions' login (ingest, detect): a member of `logpipe_runtime`,
+/// DML only, as the DbSecretArn user in AWS.
+pub const RUNTIME: &str = "logpipe_functions";
+pub const RUNTIME_PASSWORD: &str = "logpipe-functions-local";
 
 pub struct Postgres {
     dir: PathBuf,
@@ -185,8 +193,21 @@ impl Postgres {
         self.url_for(SUPERUSER, SUPERUSER_PASSWORD, "postgres")
     }
 
+    /// The schema owner's URL (migrations, maintenance).
+    pub fn owner_url(&self) -> String {
+        self.url_for(OWNER, OWNER_PASSWORD, "postgres")
+    }
+
+    /// The functions' URL (DML only).
+    pub fn runtime_url(&self) -> String {
+        self.url_for(RUNTIME, RUNTIME_PASSWORD, "postgres")
+    }
+
+    /// The local server speaks plaintext on loopback, so the URL says
+    /// `sslmode=disable` explicitly (the functions' default is verify-full,
+    /// and they never fall back to plaintext on their own).
     pub fn url_for(&self, user: &str, password: &str, db: &str) -> String {
-        format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
+        url_on(self.port, user, password, db)
     }
 
     /// Fast shutdown: clients are disconnected, open transactions roll back.
@@ -213,6 +234,17 @@ impl Postgres {
     pub fn detach(mut self) -> u32 {
         self.child.take().map(|c| c.id()).unwrap_or(0)
     }
+}
+
+/// A local stack URL (plaintext on loopback, said explicitly).
+pub fn url_on(port: u16, user: &str, password: &str, db: &str) -> String {
+    format!("postgres://{user}:{password}@127.0.0.1:{port}/{db}?sslmode=disable")
+}
+
+/// The URL of `user` on the server `superuser_url` points at.
+pub fn url_like(superuser_url: &str, user: &str, password: &str) -> Option<String> {
+    let rest = superuser_url.split_once('@')?.1;
+    Some(format!("postgres://{user}:{password}@{rest}"))
 }
 
 impl Drop for Postgres {
