@@ -130,7 +130,7 @@ fn decode(record: &InputRecord) -> Result<LogRecord, Poison> {
             message: "record has no value".into(),
         });
     };
-    serde_json::from_slice::<LogRecord>(value).map_err(|e| Poison {
+    LogRecord::from_json_for_detection(value).map_err(|e| Poison {
         class: "invalid_record",
         message: format!("not a normalized log record: {e}"),
     })
@@ -193,6 +193,7 @@ impl Detector {
         );
         let mut summary = DetectSummary::default();
         let decoded: Vec<Result<LogRecord, Poison>> = records.iter().map(decode).collect();
+        let decoded_ms = started.elapsed().as_secs_f64() * 1e3;
         if records.is_empty() {
             self.tick().await;
         } else {
@@ -201,6 +202,7 @@ impl Detector {
                 .await;
         }
 
+        let processed_ms = started.elapsed().as_secs_f64() * 1e3;
         // What remains is delivering the outbox.
         let deadline = started + budget;
         match Box::pin(self.publish_outbox(deadline)).await {
@@ -218,6 +220,13 @@ impl Detector {
                 ledger.retry_all(&cause, true);
             }
         }
+        // Where the batch's time went (cumulative milliseconds).
+        tracing::debug!(
+            decoded_ms,
+            processed_ms,
+            published_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch phases"
+        );
         let settlement = ledger.settle();
         let c = &settlement.counts;
         summary.records_in = c.records_in;
@@ -372,11 +381,15 @@ impl Detector {
         out: &mut Processed,
     ) -> Result<(Held, Emitted), DbError> {
         let group = self.config.consumer_group.as_str();
-        let entities: Vec<String> = live
+        // Each record's entity, worked out once.
+        let keyed: Vec<(String, &LogRecord)> =
+            live.iter().map(|(_, lr)| (entity_of(lr), *lr)).collect();
+        let entities: Vec<String> = keyed
             .iter()
-            .map(|(_, lr)| entity_of(lr))
+            .map(|(entity, _)| entity.as_str())
             .collect::<BTreeSet<_>>()
             .into_iter()
+            .map(str::to_string)
             .collect();
         let versions = lock_entities(txn, group, &entities).await?;
         let mut states = Held::new();
@@ -399,11 +412,13 @@ impl Detector {
         let horizon = now
             .checked_add_signed(self.config.max_future_skew)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        for (_, lr) in live {
-            let entity = entity_of(lr);
-            let (_, state) = states
-                .entry(entity.clone())
-                .or_insert_with(|| (0, self.engine.new_state()));
+        for (entity, lr) in keyed {
+            let (_, state) = match states.get_mut(&entity) {
+                Some(held) => held,
+                None => states
+                    .entry(entity.clone())
+                    .or_insert_with(|| (0, self.engine.new_state())),
+            };
             if !self.engine.observe(state, &entity, lr, &mut emitted) {
                 out.records_late += 1;
             }

@@ -192,6 +192,44 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// Reads a normalized record's JSON as detection needs it: `raw` is
+    /// skipped (detection never reads it) and of `attributes` only
+    /// [`KAFKA_KEY_ATTRIBUTE`] is kept (what [`LogRecord::entity`] reads).
+    /// The two are about half of a forward's bytes, and building them was
+    /// most of detect's decoding. Accepts and refuses exactly what the full
+    /// `Deserialize` does.
+    pub fn from_json_for_detection(json: &[u8]) -> serde_json::Result<LogRecord> {
+        #[derive(Deserialize)]
+        struct Lean {
+            event_time: DateTime<Utc>,
+            source_type: SourceType,
+            service: Option<String>,
+            host: Option<String>,
+            level: Option<Level>,
+            message: String,
+            http: Option<HttpFields>,
+            metrics: BTreeMap<String, f64>,
+            attributes: KafkaKeyOnly,
+            #[allow(dead_code)]
+            raw: serde::de::IgnoredAny,
+            kafka: Option<KafkaCoordinates>,
+        }
+        let lean: Lean = serde_json::from_slice(json)?;
+        Ok(LogRecord {
+            event_time: lean.event_time,
+            source_type: lean.source_type,
+            service: lean.service,
+            host: lean.host,
+            level: lean.level,
+            message: lean.message,
+            http: lean.http,
+            metrics: lean.metrics,
+            attributes: lean.attributes.0,
+            raw: String::new(),
+            kafka: lean.kafka,
+        })
+    }
+
     /// The entity a record is attributed to: the sensor id (host) for sensor
     /// records, otherwise the service, falling back to the host. A record that
     /// names neither is attributed to its Kafka key (kept by ingest in the
@@ -225,5 +263,123 @@ impl LogRecord {
             })
             .unwrap_or("unknown")
             .to_string()
+    }
+}
+
+/// An attributes object reduced to its [`KAFKA_KEY_ATTRIBUTE`] entry; every
+/// other value is skipped unbuilt (but must still be valid JSON).
+struct KafkaKeyOnly(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for KafkaKeyOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = KafkaKeyOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KafkaKeyOnly, A::Error> {
+                let mut kept = serde_json::Map::new();
+                while let Some(IsKafkaKey(wanted)) = map.next_key()? {
+                    if wanted {
+                        kept.insert(KAFKA_KEY_ATTRIBUTE.to_string(), map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(KafkaKeyOnly(kept))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// Whether an attribute's name is [`KAFKA_KEY_ATTRIBUTE`], read without
+/// allocating the name.
+struct IsKafkaKey(bool);
+
+impl<'de> Deserialize<'de> for IsKafkaKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = IsKafkaKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<IsKafkaKey, E> {
+                Ok(IsKafkaKey(name == KAFKA_KEY_ATTRIBUTE))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+#[cfg(test)]
+mod detection_decode_tests {
+    use super::*;
+
+    fn full_json() -> serde_json::Value {
+        serde_json::json!({
+            "event_time": "2026-11-22T10:00:00Z",
+            "source_type": "app_json",
+            "service": null,
+            "host": "web-1",
+            "level": "error",
+            "message": "payment \"declined\" for order 7",
+            "http": {"method": "GET", "path": "/pay", "protocol": null, "status": 502, "bytes": 10,
+                     "referrer": null, "user_agent": null, "client_ip": "10.0.0.1", "latency_ms": 12.5},
+            "metrics": {"duration_ms": 3.25},
+            "attributes": {"trace_id": "ab", "nested": {"a": [1, 2, {"b": null}]},
+                           "kafka_key": "checkout", "user": "u-1"},
+            "raw": "{\"level\":\"error\",\"msg\":\"x\"}",
+            "kafka": {"topic": "log-processing", "partition": 2, "offset": 9, "seq": 0, "timestamp_ms": 1}
+        })
+    }
+
+    #[test]
+    fn detection_decode_equals_the_full_decode_without_raw_and_other_attributes() {
+        let json = serde_json::to_vec(&full_json()).unwrap();
+        let mut full: LogRecord = serde_json::from_slice(&json).unwrap();
+        let lean = LogRecord::from_json_for_detection(&json).unwrap();
+        assert_eq!(lean.raw, "");
+        assert_eq!(lean.attributes.len(), 1);
+        assert_eq!(lean.entity(), full.entity());
+        full.raw.clear();
+        full.attributes.retain(|k, _| k == KAFKA_KEY_ATTRIBUTE);
+        assert_eq!(lean, full);
+    }
+
+    #[test]
+    fn detection_decode_refuses_what_the_full_decode_refuses() {
+        let cases: Vec<serde_json::Value> = vec![
+            {
+                let mut v = full_json();
+                v.as_object_mut().unwrap().remove("raw");
+                v
+            },
+            {
+                let mut v = full_json();
+                v["attributes"] = serde_json::json!([1, 2]);
+                v
+            },
+            {
+                let mut v = full_json();
+                v["event_time"] = serde_json::json!("yesterday");
+                v
+            },
+        ];
+        for case in cases {
+            let json = serde_json::to_vec(&case).unwrap();
+            assert!(serde_json::from_slice::<LogRecord>(&json).is_err());
+            assert!(LogRecord::from_json_for_detection(&json).is_err(), "{case}");
+        }
+        // Invalid JSON inside a skipped attribute is refused too.
+        let text = String::from_utf8(serde_json::to_vec(&full_json()).unwrap()).unwrap();
+        let broken = text.replace("\"user\":\"u-1\"", "\"user\":tru");
+        assert_ne!(broken, text);
+        assert!(LogRecord::from_json_for_detection(broken.as_bytes()).is_err());
     }
 }
