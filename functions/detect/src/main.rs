@@ -1,18 +1,29 @@
 //! Wiring only: logs, clients built once, then the runtime loop.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, run, service_fn};
+use logpipe_lambda::InitChecks;
 
 // One invocation at a time per sandbox: a single-threaded runtime is enough.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
-    let detector = detect::from_env().await?;
-    // Migrate and check topics at init so misconfiguration shows up in the
-    // init log, side by side (neither waits for the other); neither is
-    // fatal (the first batch retries the migration, the broker may come back).
-    let (schema, ()) = tokio::join!(detector.ensure_schema(), detector.check_topics());
-    if let Err(error) = schema {
-        tracing::error!(%error, "database not ready at init");
-    }
-    run(service_fn(|event| detect::handle(&detector, event))).await
+    let detector = Arc::new(detect::from_env().await?);
+    // Migrate and check topics in the background from init on, side by
+    // side, so misconfiguration shows up in the first log lines without
+    // delaying the first `next`; the first invocation waits for them. Neither
+    // is fatal (the first batch retries the migration, the broker may come
+    // back).
+    let checks = InitChecks::spawn({
+        let detector = Arc::clone(&detector);
+        async move {
+            logpipe_lambda::schema_and_topics(detector.ensure_schema(), detector.check_topics())
+                .await
+        }
+    });
+    run(service_fn(|event| {
+        checks.then(detect::handle(&detector, event))
+    }))
+    .await
 }

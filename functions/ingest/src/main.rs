@@ -1,19 +1,30 @@
 //! Wiring only: logs, clients built once, then the runtime loop.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, run, service_fn};
+use logpipe_lambda::InitChecks;
 
 // One invocation at a time per sandbox: a single-threaded runtime is enough
 // and keeps memory low (librdkafka has its own threads).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
-    let ingestor = ingest::from_env().await?;
-    // Migrate and check topics at init so misconfiguration shows up in the
-    // init log, side by side (neither waits for the other); neither is
-    // fatal (the first batch retries the migration, the broker may come back).
-    let (schema, ()) = tokio::join!(ingestor.ensure_schema(), ingestor.check_topics());
-    if let Err(error) = schema {
-        tracing::error!(%error, "database not ready at init");
-    }
-    run(service_fn(|event| ingest::handle(&ingestor, event))).await
+    let ingestor = Arc::new(ingest::from_env().await?);
+    // Migrate and check topics in the background from init on, side by
+    // side, so misconfiguration shows up in the first log lines without
+    // delaying the first `next`; the first invocation waits for them. Neither
+    // is fatal (the first batch retries the migration, the broker may come
+    // back).
+    let checks = InitChecks::spawn({
+        let ingestor = Arc::clone(&ingestor);
+        async move {
+            logpipe_lambda::schema_and_topics(ingestor.ensure_schema(), ingestor.check_topics())
+                .await
+        }
+    });
+    run(service_fn(|event| {
+        checks.then(ingest::handle(&ingestor, event))
+    }))
+    .await
 }

@@ -2,7 +2,12 @@
 //! clients built from the environment once per sandbox, the migrations
 //! applied once (at init, or at the first batch when the database was down
 //! at init), and the init-time check that names a missing topic or an
-//! unreachable broker in the init log.
+//! unreachable broker in the init log ([`InitChecks`] runs those checks
+//! beside the runtime's first `next` request instead of before it).
+
+mod init_checks;
+
+pub use init_checks::{InitChecks, schema_and_topics};
 
 use std::sync::Arc;
 use std::time::Duration;
