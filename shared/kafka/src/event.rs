@@ -25,6 +25,7 @@
 //!   be read, from its own fields or else from its `"<topic>-<partition>"`
 //!   map key, so its dead letter says where it came from.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine;
@@ -276,15 +277,81 @@ fn lenient_i64(field: Option<&Value>) -> Field<i64> {
     read.map_or(Field::Unreadable, Field::Read)
 }
 
+/// A key or value as it arrived: text (base64, borrowed from the event when
+/// it has no JSON escapes), or the JSON of something that is not a string.
+enum Encoded<'a> {
+    Text(Cow<'a, str>),
+    NotText(String),
+}
+
+impl<'a> Encoded<'a> {
+    /// `None` for `null`.
+    fn from_raw(raw: &'a RawValue) -> Option<Self> {
+        let text = raw.get();
+        if text == "null" {
+            return None;
+        }
+        if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            // The event's parse has validated the string: without a
+            // backslash its text is the value (found without a second scan
+            // of a value that may be megabytes of base64).
+            if !inner.contains('\\') {
+                return Some(Self::Text(Cow::Borrowed(inner)));
+            }
+            if let Ok(s) = serde_json::from_str::<String>(text) {
+                return Some(Self::Text(Cow::Owned(s)));
+            }
+        }
+        Some(Self::NotText(
+            serde_json::from_str::<Value>(text)
+                .map_or_else(|_| text.to_string(), |v| v.to_string()),
+        ))
+    }
+
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Null => None,
+            Value::String(s) => Some(Self::Text(Cow::Owned(s))),
+            other => Some(Self::NotText(other.to_string())),
+        }
+    }
+}
+
+/// Decodes base64 leniently (see the module documentation). Canonical
+/// padded base64, what Lambda sends, takes the vectorized decoder; whatever
+/// it refuses is decided by the lenient one, so both accept and produce
+/// exactly what the lenient decoder alone would.
+fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    match base64_simd::STANDARD.decode_to_vec(text) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) => LENIENT_BASE64.decode(text),
+    }
+}
+
 /// The fields of one record that we read, each as whatever JSON it holds.
-#[derive(Deserialize)]
-struct RawRecord {
+struct RawRecord<'a> {
     topic: Option<Value>,
     partition: Option<Value>,
     offset: Option<Value>,
     timestamp: Option<Value>,
-    key: Option<Value>,
-    value: Option<Value>,
+    key: Option<Encoded<'a>>,
+    value: Option<Encoded<'a>>,
+    headers: Option<Value>,
+    key_schema: Option<Value>,
+    value_schema: Option<Value>,
+}
+
+/// The typed pass: key and value are borrowed, unparsed, from the event.
+#[derive(Deserialize)]
+struct TypedRecord<'a> {
+    topic: Option<Value>,
+    partition: Option<Value>,
+    offset: Option<Value>,
+    timestamp: Option<Value>,
+    #[serde(borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
     headers: Option<Value>,
     #[serde(rename = "keySchemaMetadata")]
     key_schema: Option<Value>,
@@ -292,17 +359,27 @@ struct RawRecord {
     value_schema: Option<Value>,
 }
 
-impl RawRecord {
+impl<'a> RawRecord<'a> {
     /// `None` when the record is not a JSON object.
-    fn parse(text: &str) -> Option<Self> {
+    fn parse(text: &'a str) -> Option<Self> {
         // A derived struct would also take a JSON array, field by position.
         if !text.trim_start().starts_with('{') {
             return None;
         }
         // The typed pass skips the fields we do not read; a repeated field
         // fails it, and the generic pass then takes the last of each.
-        if let Ok(r) = serde_json::from_str(text) {
-            return Some(r);
+        if let Ok(r) = serde_json::from_str::<TypedRecord<'a>>(text) {
+            return Some(Self {
+                topic: r.topic,
+                partition: r.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.and_then(Encoded::from_raw),
+                value: r.value.and_then(Encoded::from_raw),
+                headers: r.headers,
+                key_schema: r.key_schema,
+                value_schema: r.value_schema,
+            });
         }
         let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
             return None;
@@ -313,8 +390,8 @@ impl RawRecord {
             partition: take("partition"),
             offset: take("offset"),
             timestamp: take("timestamp"),
-            key: take("key"),
-            value: take("value"),
+            key: take("key").and_then(Encoded::from_value),
+            value: take("value").and_then(Encoded::from_value),
             headers: take("headers"),
             key_schema: take("keySchemaMetadata"),
             value_schema: take("valueSchemaMetadata"),
@@ -374,19 +451,19 @@ fn decode_record(
         ))),
     }
     match fields.value {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
+        None => {}
+        Some(Encoded::Text(text)) => match decode_base64(&text) {
             Ok(v) => record.value = Some(v),
             Err(e) => {
                 // Keep the undecodable text itself so the DLQ holds what arrived.
-                record.value = Some(text.into_bytes());
+                record.value = Some(text.into_owned().into_bytes());
                 problems.push(RecordError {
                     class: "invalid_base64",
                     message: format!("record value is not valid base64: {e}"),
                 });
             }
         },
-        Some(_) => {
+        Some(Encoded::NotText(_)) => {
             record.value = Some(raw.get().as_bytes().to_vec());
             problems.push(malformed(format!(
                 "record #{index} has a value that is not a string"
@@ -394,22 +471,22 @@ fn decode_record(
         }
     }
     match fields.key {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) => match LENIENT_BASE64.decode(&text) {
+        None => {}
+        Some(Encoded::Text(text)) => match decode_base64(&text) {
             Ok(k) => record.key = Some(k),
             Err(e) => {
                 record.key_error = Some(KeyError {
                     class: "invalid_base64",
                     message: format!("record key is not valid base64: {e}"),
-                    raw: text,
+                    raw: text.into_owned(),
                 });
             }
         },
-        Some(other) => {
+        Some(Encoded::NotText(json)) => {
             record.key_error = Some(KeyError {
                 class: "malformed_envelope",
                 message: "record key is not a string".into(),
-                raw: other.to_string(),
+                raw: json,
             });
         }
     }
@@ -708,6 +785,78 @@ mod tests {
         assert!(
             event.records[4].headers.is_empty(),
             "missing headers are fine"
+        );
+    }
+
+    #[test]
+    fn the_fast_base64_path_accepts_and_decodes_exactly_what_the_lenient_one_does() {
+        let mut cases: Vec<String> = [
+            "",
+            "aGk=",
+            "aGk",
+            "aGk==",
+            "aGk===",
+            "aGl=",
+            "QR==",
+            "QR",
+            "QRE=",
+            "QREx",
+            "abcDEFghiJKLmnoPQRstuVWXyz1234==",
+            "aG k=",
+            " aGk=",
+            "aGk=\n",
+            "a",
+            "ab=c",
+            "!!notbase64",
+            "aGk=aGk=",
+            "////",
+            "++++",
+            "-_-_",
+            "=",
+            "====",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Long enough for the vectorized loops, with a bad byte at each place.
+        let long = BASE64.encode((0..=255u8).cycle().take(300).collect::<Vec<u8>>());
+        cases.push(long.clone());
+        cases.push(long.trim_end_matches('=').to_string());
+        for at in [0, 31, 32, 63, 64, 200, long.len() - 1] {
+            let mut bad = long.clone().into_bytes();
+            bad[at] = b'*';
+            cases.push(String::from_utf8(bad).unwrap());
+        }
+        for case in cases {
+            assert_eq!(
+                decode_base64(&case).ok(),
+                LENIENT_BASE64.decode(&case).ok(),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_with_json_escapes_and_repeated_fields_decode_like_plain_ones() {
+        // `\/` is how some JSON encoders write `/`; a repeated field takes the
+        // generic pass.
+        let event = decode_str(
+            r#"{"eventSource":"aws:kafka","records":{"t-0":[
+                {"topic":"t","partition":0,"offset":1,"timestamp":1,"value":"Pz8\/","key":"aGk=","headers":[]},
+                {"topic":"t","partition":0,"offset":2,"timestamp":1,"value":"eA==","value":"Pz8/","key":7,"headers":[]},
+                {"topic":"t","partition":0,"offset":3,"timestamp":1,"value":{"not":"text"},"headers":[]}
+            ]}}"#,
+        );
+        let r = &event.records;
+        assert_eq!(r[0].value.as_deref(), Some(&b"???"[..]));
+        assert_eq!(r[0].key.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(r[1].value.as_deref(), Some(&b"???"[..]));
+        assert_eq!(r[1].key, None);
+        let key_error = r[1].key_error.as_ref().map(|e| (e.class, e.raw.as_str()));
+        assert_eq!(key_error, Some(("malformed_envelope", "7")));
+        assert_eq!(
+            r[2].error.as_ref().map(|e| e.class),
+            Some("malformed_envelope")
         );
     }
 
