@@ -69,40 +69,76 @@ pub struct Counts {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// `None`: the record's partition or offset could not be read.
-    key: Option<PartitionKey>,
+    /// Index into [`Ledger::parts`]; `None`: the record's partition or
+    /// offset could not be read.
+    part: Option<usize>,
     offset: i64,
     disposition: Option<Disposition>,
 }
 
 /// The bookkeeping of one batch. Indices are the positions of the records
-/// as given to [`Ledger::new`].
+/// as given to [`Ledger::new`]. Partitions are numbered once, so the
+/// per-record work (asked several times per record by every phase) is
+/// indexing, not hashing topic names.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     entries: Vec<Entry>,
-    previous: HashMap<PartitionKey, i64>,
-    /// Lowest retried offset per partition, kept as retries are recorded.
-    retried: HashMap<PartitionKey, i64>,
+    /// The batch's distinct partitions, in order of first appearance.
+    parts: Vec<PartitionKey>,
+    /// Stored progress per partition (by index).
+    previous: Vec<Option<i64>>,
+    /// Lowest retried offset per partition (by index), kept as retries are
+    /// recorded.
+    retried: Vec<Option<i64>>,
     /// A record without coordinates is retried.
     retried_without_coordinates: bool,
+}
+
+/// `slot = min(slot, offset)`, an empty slot taking `offset`.
+fn lower(slot: &mut Option<i64>, offset: i64) {
+    *slot = Some(slot.map_or(offset, |s| s.min(offset)));
+}
+
+/// `slot = max(slot, offset)`, an empty slot taking `offset`.
+fn raise(slot: &mut Option<i64>, offset: i64) {
+    *slot = Some(slot.map_or(offset, |s| s.max(offset)));
 }
 
 impl Ledger {
     /// One entry per record, `(topic, partition, offset)`; a negative
     /// partition or offset means the coordinates could not be read.
     pub fn new<'a>(records: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Self {
+        let mut index: HashMap<(&'a str, i32), usize> = HashMap::new();
+        let mut parts: Vec<PartitionKey> = Vec::new();
+        // Batches come grouped by partition: most records reuse the last one.
+        let mut last: Option<((&'a str, i32), usize)> = None;
         let entries = records
             .into_iter()
-            .map(|(topic, partition, offset)| Entry {
-                key: (partition >= 0 && offset >= 0).then(|| (topic.to_string(), partition)),
-                offset,
-                disposition: None,
+            .map(|(topic, partition, offset)| {
+                let part = (partition >= 0 && offset >= 0).then(|| match last {
+                    Some((k, n)) if k == (topic, partition) => n,
+                    _ => {
+                        let n = *index.entry((topic, partition)).or_insert_with(|| {
+                            parts.push((topic.to_string(), partition));
+                            parts.len() - 1
+                        });
+                        last = Some(((topic, partition), n));
+                        n
+                    }
+                });
+                Entry {
+                    part,
+                    offset,
+                    disposition: None,
+                }
             })
             .collect();
+        let n = parts.len();
         Self {
             entries,
-            previous: HashMap::new(),
-            retried: HashMap::new(),
+            parts,
+            previous: vec![None; n],
+            retried: vec![None; n],
             retried_without_coordinates: false,
         }
     }
@@ -110,27 +146,28 @@ impl Ledger {
     /// The distinct partitions of the records with coordinates, in order:
     /// whose stored progress [`Ledger::skip_handled`] wants.
     pub fn partitions(&self) -> Vec<PartitionKey> {
-        let mut keys: Vec<PartitionKey> =
-            self.entries.iter().filter_map(|e| e.key.clone()).collect();
+        let mut keys = self.parts.clone();
         keys.sort();
-        keys.dedup();
         keys
     }
 
     /// Marks the records at or below `previous` (the group's stored
     /// progress) as duplicates; the new progress is only ever above it.
     pub fn skip_handled(&mut self, previous: &HashMap<PartitionKey, i64>) {
+        self.previous = self
+            .parts
+            .iter()
+            .map(|k| previous.get(k).copied())
+            .collect();
         for e in &mut self.entries {
             let handled = e
-                .key
-                .as_ref()
-                .and_then(|k| previous.get(k))
-                .is_some_and(|last| e.offset <= *last);
+                .part
+                .and_then(|p| self.previous[p])
+                .is_some_and(|last| e.offset <= last);
             if handled && e.disposition.is_none() {
                 e.disposition = Some(Disposition::Duplicate);
             }
         }
-        self.previous = previous.clone();
     }
 
     pub fn len(&self) -> usize {
@@ -161,10 +198,9 @@ impl Ledger {
     pub fn is_stopped(&self, i: usize) -> bool {
         let e = &self.entries[i];
         self.retried_without_coordinates
-            || e.key
-                .as_ref()
-                .and_then(|k| self.retried.get(k))
-                .is_some_and(|s| *s <= e.offset)
+            || e.part
+                .and_then(|p| self.retried[p])
+                .is_some_and(|s| s <= e.offset)
     }
 
     pub fn done(&mut self, i: usize) {
@@ -223,53 +259,63 @@ impl Ledger {
             return;
         }
         if matches!(d, Disposition::Retry { .. }) {
-            match &e.key {
+            match e.part {
                 None => self.retried_without_coordinates = true,
-                Some(k) => {
-                    let s = self.retried.entry(k.clone()).or_insert(e.offset);
-                    *s = (*s).min(e.offset);
-                }
+                Some(p) => lower(&mut self.retried[p], e.offset),
             }
         }
         e.disposition = Some(d);
     }
 
-    /// Per partition, the lowest offset that is to be retried or has no
-    /// disposition yet; and whether a record without coordinates is.
-    fn stops(&self) -> (BTreeMap<PartitionKey, i64>, bool) {
-        let mut stops: BTreeMap<PartitionKey, i64> = BTreeMap::new();
+    /// Per partition (by index), the lowest offset that is to be retried or
+    /// has no disposition yet; and whether a record without coordinates is.
+    fn stops(&self) -> (Vec<Option<i64>>, bool) {
+        let mut stops = vec![None; self.parts.len()];
         let mut whole = false;
         for e in &self.entries {
             if !matches!(e.disposition, None | Some(Disposition::Retry { .. })) {
                 continue;
             }
-            match &e.key {
+            match e.part {
                 None => whole = true,
-                Some(k) => {
-                    let s = stops.entry(k.clone()).or_insert(e.offset);
-                    *s = (*s).min(e.offset);
-                }
+                Some(p) => lower(&mut stops[p], e.offset),
             }
         }
         (stops, whole)
+    }
+
+    /// Per-partition values (by index) keyed by partition, in key order.
+    fn by_key(&self, values: &[Option<i64>]) -> BTreeMap<PartitionKey, i64> {
+        self.parts
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+            .collect()
     }
 
     /// The progress to store now: per partition, the highest offset below
     /// its first unhandled record, when that is beyond the stored progress.
     /// Records without a disposition count as unhandled.
     pub fn progress(&self) -> Vec<Progress> {
-        let (stops, _) = self.stops();
-        let mut last: BTreeMap<PartitionKey, i64> = BTreeMap::new();
+        self.progress_with(&self.stops().0)
+    }
+
+    fn progress_with(&self, stops: &[Option<i64>]) -> Vec<Progress> {
+        let mut last = vec![None; self.parts.len()];
         for e in &self.entries {
-            let Some(k) = &e.key else { continue };
-            if stops.get(k).is_some_and(|s| e.offset >= *s) {
+            let Some(p) = e.part else { continue };
+            if stops[p].is_some_and(|s| e.offset >= s) {
                 continue;
             }
-            let l = last.entry(k.clone()).or_insert(e.offset);
-            *l = (*l).max(e.offset);
+            raise(&mut last[p], e.offset);
         }
-        last.into_iter()
-            .filter(|(k, l)| self.previous.get(k).is_none_or(|p| l > p))
+        for (l, prev) in last.iter_mut().zip(&self.previous) {
+            if l.zip(*prev).is_some_and(|(l, p)| l <= p) {
+                *l = None;
+            }
+        }
+        self.by_key(&last)
+            .into_iter()
             .map(|((topic, partition), last_offset)| Progress {
                 topic,
                 partition,
@@ -281,25 +327,29 @@ impl Ledger {
     /// The final account of the batch. Records without a disposition are
     /// retried (nothing said they were handled).
     pub fn settle(self) -> Settlement {
-        let progress = self.progress();
         let (stops, whole_batch) = self.stops();
+        let progress = self.progress_with(&stops);
         let mut counts = Counts {
             records_in: self.entries.len(),
             ..Default::default()
         };
         let mut cause = None;
         let mut dispositions = Vec::with_capacity(self.entries.len());
-        let mut ends: BTreeMap<PartitionKey, i64> = BTreeMap::new();
-        for e in self.entries {
-            if let Some(k) = &e.key {
-                let end = ends.entry(k.clone()).or_insert(e.offset + 1);
-                *end = (*end).max(e.offset + 1);
+        let mut ends = vec![None; self.parts.len()];
+        for e in &self.entries {
+            if let Some(p) = e.part {
+                raise(&mut ends[p], e.offset + 1);
             }
-            let behind_stop = e
-                .key
-                .as_ref()
-                .and_then(|k| stops.get(k))
-                .is_some_and(|s| e.offset > *s);
+        }
+        let next: Vec<Option<i64>> = ends
+            .iter()
+            .zip(&stops)
+            .map(|(end, stop)| stop.or(*end))
+            .collect();
+        let resume = self.by_key(&stops);
+        let next_offsets = self.by_key(&next);
+        for e in self.entries {
+            let behind_stop = e.part.and_then(|p| stops[p]).is_some_and(|s| e.offset > s);
             let d = match e.disposition {
                 Some(Disposition::Duplicate) => Disposition::Duplicate,
                 Some(r @ Disposition::Retry { .. }) => r,
@@ -318,7 +368,11 @@ impl Ledger {
                 Disposition::Duplicate => counts.duplicate += 1,
                 Disposition::DeadLettered { class, .. } => {
                     counts.dead_lettered += 1;
-                    *counts.dead_letter_classes.entry(class.clone()).or_default() += 1;
+                    if let Some(n) = counts.dead_letter_classes.get_mut(class) {
+                        *n += 1;
+                    } else {
+                        counts.dead_letter_classes.insert(class.clone(), 1);
+                    }
                 }
                 Disposition::Retry {
                     cause: c,
@@ -333,17 +387,10 @@ impl Ledger {
             }
             dispositions.push(d);
         }
-        let next_offsets = ends
-            .into_iter()
-            .map(|(k, end)| {
-                let next = stops.get(&k).copied().unwrap_or(end);
-                (k, next)
-            })
-            .collect();
         Settlement {
             counts,
             progress,
-            resume: stops,
+            resume,
             next_offsets,
             whole_batch,
             cause,
