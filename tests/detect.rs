@@ -481,6 +481,22 @@ async fn concurrent_batches_for_one_entity_lose_no_update() {
         versions >= 2 * rounds,
         "every batch wrote its own version: {versions}"
     );
+    // States, rewritten by every batch, are stored lz4-compressed where the
+    // server has lz4 (V11).
+    let has_lz4 = count(
+        &db,
+        "SELECT count(*) FROM pg_settings
+          WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)",
+    )
+    .await;
+    let lz4 = count(
+        &db,
+        "SELECT count(*) FROM pg_attribute
+          WHERE attrelid = 'detect_entity_state'::regclass AND attname = 'state'
+            AND attcompression = 'l'",
+    )
+    .await;
+    assert_eq!(lz4, has_lz4);
 }
 
 /// Two stations on two partitions, one's clock two hours behind the

@@ -4,6 +4,7 @@
 //! owns its shape.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::DbError;
@@ -63,14 +64,15 @@ pub async fn lock_partitions(
         .collect();
     keys.sort();
     keys.dedup();
-    for key in &keys {
-        txn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[key],
-        )
-        .await
-        .map_err(DbError::from_query)?;
-    }
+    // One round trip; the locks are taken in the array's (sorted) order.
+    txn.execute_typed(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+           FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n)
+          ORDER BY n",
+        &[(&keys, Type::TEXT_ARRAY)],
+    )
+    .await
+    .map_err(DbError::from_query)?;
     Ok(())
 }
 
@@ -86,24 +88,25 @@ pub async fn lock_entities(
     let mut sorted: Vec<&str> = entities.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    txn.execute(
-        "INSERT INTO detect_entity_state (consumer_group, entity)
-         SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS u(e, n) ORDER BY n
-         ON CONFLICT DO NOTHING",
-        &[&group, &sorted],
-    )
-    .await
-    .map_err(DbError::from_query)?;
-    let rows = txn
-        .query(
+    let params: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&group, Type::TEXT), (&sorted, Type::TEXT_ARRAY)];
+    // Pipelined: the server runs them in order, the SELECT after the INSERT.
+    let (_, rows) = futures::try_join!(
+        txn.execute_typed(
+            "INSERT INTO detect_entity_state (consumer_group, entity)
+             SELECT $1, e FROM unnest($2::text[]) WITH ORDINALITY AS u(e, n) ORDER BY n
+             ON CONFLICT DO NOTHING",
+            &params,
+        ),
+        txn.query_typed(
             "SELECT entity, version FROM detect_entity_state
               WHERE consumer_group = $1 AND entity = ANY($2)
               ORDER BY entity
               FOR UPDATE",
-            &[&group, &sorted],
-        )
-        .await
-        .map_err(DbError::from_query)?;
+            &params,
+        ),
+    )
+    .map_err(DbError::from_query)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -117,10 +120,10 @@ pub async fn load_states(
         return Ok(Vec::new());
     }
     let rows = txn
-        .query(
+        .query_typed(
             "SELECT entity, state, version FROM detect_entity_state
               WHERE consumer_group = $1 AND entity = ANY($2)",
-            &[&group, &entities],
+            &[(&group, Type::TEXT), (&entities, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -139,13 +142,18 @@ pub async fn lock_due_entities(
     limit: i64,
 ) -> Result<Vec<EntityRow>, DbError> {
     let rows = txn
-        .query(
+        .query_typed(
             "SELECT entity, state, version FROM detect_entity_state
               WHERE consumer_group = $1 AND next_close_at <= $2 AND NOT (entity = ANY($3))
               ORDER BY next_close_at
               LIMIT $4
               FOR UPDATE SKIP LOCKED",
-            &[&group, &due, &exclude, &limit],
+            &[
+                (&group, Type::TEXT),
+                (&due, Type::TIMESTAMPTZ),
+                (&exclude, Type::TEXT_ARRAY),
+                (&limit, Type::INT8),
+            ],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -170,22 +178,22 @@ pub async fn advance_clock(
 ) -> Result<Option<DateTime<Utc>>, DbError> {
     if let Some(seen) = seen {
         let row = txn
-            .query_one(
+            .query_typed_one(
                 "INSERT INTO detect_clock AS c (consumer_group, max_event_time) VALUES ($1, $2)
                  ON CONFLICT (consumer_group) DO UPDATE
                     SET max_event_time = GREATEST(c.max_event_time, EXCLUDED.max_event_time),
                         updated_at = now()
                  RETURNING max_event_time",
-                &[&group, &seen],
+                &[(&group, Type::TEXT), (&seen, Type::TIMESTAMPTZ)],
             )
             .await
             .map_err(DbError::from_query)?;
         return Ok(Some(row.get(0)));
     }
     let row = txn
-        .query_opt(
+        .query_typed_opt(
             "SELECT max_event_time FROM detect_clock WHERE consumer_group = $1",
-            &[&group],
+            &[(&group, Type::TEXT)],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -205,42 +213,77 @@ pub async fn save_entities(
     let states: Vec<&str> = updates.iter().map(|u| u.state.as_str()).collect();
     let seen: Vec<i64> = updates.iter().map(|u| u.records_seen).collect();
     let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_close_at).collect();
-    txn.execute(
+    txn.execute_typed(
         "UPDATE detect_entity_state s
             SET state = u.state::jsonb, version = s.version + 1, records_seen = u.seen,
                 next_close_at = u.next, updated_at = now()
            FROM unnest($2::text[], $3::text[], $4::int8[], $5::timestamptz[]) AS u(entity, state, seen, next)
           WHERE s.consumer_group = $1 AND s.entity = u.entity",
-        &[&group, &entities, &states, &seen, &next],
+        &[
+            (&group, Type::TEXT),
+            (&entities, Type::TEXT_ARRAY),
+            (&states, Type::TEXT_ARRAY),
+            (&seen, Type::INT8_ARRAY),
+            (&next, Type::TIMESTAMPTZ_ARRAY),
+        ],
     )
     .await
     .map_err(DbError::from_query)?;
     Ok(())
 }
 
-/// Adds messages to the outbox; ids already present are left alone.
-/// Returns how many were new.
+/// How many of the messages given to [`insert_outbox`] were new, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxInserted {
+    pub alerts: u64,
+    pub predictions: u64,
+}
+
+impl OutboxInserted {
+    pub fn total(self) -> u64 {
+        self.alerts + self.predictions
+    }
+}
+
+/// Adds messages to the outbox in one statement; ids already present are
+/// left alone. Returns how many were new.
 pub async fn insert_outbox(
     txn: &Transaction<'_>,
     messages: &[OutboxMessage],
-) -> Result<u64, DbError> {
+) -> Result<OutboxInserted, DbError> {
     if messages.is_empty() {
-        return Ok(0);
+        return Ok(OutboxInserted::default());
     }
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
     let kinds: Vec<&str> = messages.iter().map(|m| m.kind).collect();
     let payloads: Vec<&str> = messages.iter().map(|m| m.payload.as_str()).collect();
-    txn.execute(
-        "INSERT INTO detect_outbox (topic, id, msg_key, kind, payload)
-         SELECT t, i, k, kd, p::jsonb
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, k, kd, p)
-         ON CONFLICT (topic, id) DO NOTHING",
-        &[&topics, &ids, &keys, &kinds, &payloads],
-    )
-    .await
-    .map_err(DbError::from_query)
+    let row = txn
+        .query_typed_one(
+            "WITH new AS (
+                INSERT INTO detect_outbox (topic, id, msg_key, kind, payload)
+                SELECT t, i, k, kd, p::jsonb
+                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, k, kd, p)
+                ON CONFLICT (topic, id) DO NOTHING
+                RETURNING kind)
+             SELECT count(*) FILTER (WHERE kind = 'alert'), count(*) FILTER (WHERE kind <> 'alert')
+               FROM new",
+            &[
+                (&topics, Type::TEXT_ARRAY),
+                (&ids, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&kinds, Type::TEXT_ARRAY),
+                (&payloads, Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .map_err(DbError::from_query)?;
+    let count = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    Ok(OutboxInserted {
+        alerts: count(0),
+        predictions: count(1),
+    })
 }
 
 /// Claims up to `limit` unpublished messages, oldest first. Rows another
@@ -251,13 +294,13 @@ pub async fn claim_outbox(
     limit: i64,
 ) -> Result<Vec<PendingMessage>, DbError> {
     let rows = txn
-        .query(
+        .query_typed(
             "SELECT topic, id, msg_key, payload::text FROM detect_outbox
               WHERE published_at IS NULL AND parked_at IS NULL
               ORDER BY seq
               LIMIT $1
               FOR UPDATE SKIP LOCKED",
-            &[&limit],
+            &[(&limit, Type::INT8)],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -290,11 +333,11 @@ pub async fn finish_outbox(
 ) -> Result<(), DbError> {
     if !result.delivered.is_empty() {
         let (dt, di): (Vec<&str>, Vec<&str>) = result.delivered.iter().copied().unzip();
-        txn.execute(
+        txn.execute_typed(
             "UPDATE detect_outbox o SET published_at = now(), attempts = attempts + 1, last_error = NULL
                FROM unnest($1::text[], $2::text[]) AS u(topic, id)
               WHERE o.topic = u.topic AND o.id = u.id",
-            &[&dt, &di],
+            &[(&dt, Type::TEXT_ARRAY), (&di, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -306,12 +349,17 @@ pub async fn finish_outbox(
         let topics: Vec<&str> = list.iter().map(|(t, _, _)| *t).collect();
         let ids: Vec<&str> = list.iter().map(|(_, i, _)| *i).collect();
         let errors: Vec<&str> = list.iter().map(|(_, _, e)| e.as_str()).collect();
-        txn.execute(
+        txn.execute_typed(
             "UPDATE detect_outbox o SET attempts = attempts + 1, last_error = u.error,
                     parked_at = CASE WHEN $4 THEN now() ELSE o.parked_at END
                FROM unnest($1::text[], $2::text[], $3::text[]) AS u(topic, id, error)
               WHERE o.topic = u.topic AND o.id = u.id",
-            &[&topics, &ids, &errors, &park],
+            &[
+                (&topics, Type::TEXT_ARRAY),
+                (&ids, Type::TEXT_ARRAY),
+                (&errors, Type::TEXT_ARRAY),
+                (&park, Type::BOOL),
+            ],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -327,12 +375,15 @@ pub async fn prune_outbox(
     limit: i64,
 ) -> Result<u64, DbError> {
     client
-        .execute(
+        .execute_typed(
             "DELETE FROM detect_outbox WHERE ctid IN (
                 SELECT ctid FROM detect_outbox
                  WHERE published_at < now() - $1::float8 * interval '1 second'
                  LIMIT $2)",
-            &[&retention.as_secs_f64(), &limit],
+            &[
+                (&retention.as_secs_f64(), Type::FLOAT8),
+                (&limit, Type::INT8),
+            ],
         )
         .await
         .map_err(DbError::from_query)
@@ -347,14 +398,14 @@ pub async fn advance_idle_clock(
     idle: std::time::Duration,
 ) -> Result<Option<DateTime<Utc>>, DbError> {
     let row = txn
-        .query_opt(
+        .query_typed_opt(
             "UPDATE detect_clock
                 SET max_event_time = max_event_time + (now() - updated_at), updated_at = now()
               WHERE consumer_group = $1
                 AND updated_at < now() - $2::float8 * interval '1 second'
                 AND max_event_time < now() + interval '100 years'
               RETURNING max_event_time",
-            &[&group, &idle.as_secs_f64()],
+            &[(&group, Type::TEXT), (&idle.as_secs_f64(), Type::FLOAT8)],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -364,7 +415,7 @@ pub async fn advance_idle_clock(
 /// Messages still waiting to be published, and those parked.
 pub async fn count_unpublished(client: &impl GenericClient) -> Result<(i64, i64), DbError> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT count(*) FILTER (WHERE parked_at IS NULL),
                     count(*) FILTER (WHERE parked_at IS NOT NULL)
                FROM detect_outbox WHERE published_at IS NULL",

@@ -65,7 +65,7 @@ pub async fn load_progress(
     let numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
     if !cluster.is_empty() {
         client
-            .execute(
+            .execute_typed(
                 "UPDATE ingest_progress p SET source_cluster = $4
                    FROM unnest($2::text[], $3::int4[]) AS want(topic, kafka_partition)
                   WHERE p.consumer_group = $1 AND p.source_cluster = ''
@@ -74,19 +74,29 @@ pub async fn load_progress(
                         SELECT 1 FROM ingest_progress q
                          WHERE q.consumer_group = $1 AND q.topic = p.topic
                            AND q.kafka_partition = p.kafka_partition AND q.source_cluster = $4)",
-                &[&group, &topics, &numbers, &cluster],
+                &[
+                    (&group, Type::TEXT),
+                    (&topics, Type::TEXT_ARRAY),
+                    (&numbers, Type::INT4_ARRAY),
+                    (&cluster, Type::TEXT),
+                ],
             )
             .await
             .map_err(DbError::from_query)?;
     }
     let rows = client
-        .query(
+        .query_typed(
             "SELECT p.topic, p.kafka_partition, p.last_offset
                FROM ingest_progress p
                JOIN unnest($2::text[], $3::int4[]) AS want(topic, kafka_partition)
                  ON want.topic = p.topic AND want.kafka_partition = p.kafka_partition
               WHERE p.consumer_group = $1 AND p.source_cluster = $4",
-            &[&group, &topics, &numbers, &cluster],
+            &[
+                (&group, Type::TEXT),
+                (&topics, Type::TEXT_ARRAY),
+                (&numbers, Type::INT4_ARRAY),
+                (&cluster, Type::TEXT),
+            ],
         )
         .await
         .map_err(DbError::from_query)?;
@@ -306,14 +316,20 @@ pub async fn save_progress(
     let partitions: Vec<i32> = progress.iter().map(|p| p.partition).collect();
     let offsets: Vec<i64> = progress.iter().map(|p| p.last_offset).collect();
     // GREATEST: a late retry of an older batch must never move progress back.
-    txn.execute(
+    txn.execute_typed(
         "INSERT INTO ingest_progress AS p
                 (consumer_group, topic, kafka_partition, last_offset, source_cluster)
          SELECT $1, t, k, o, $5 FROM unnest($2::text[], $3::int4[], $4::int8[]) AS u(t, k, o)
          ON CONFLICT (consumer_group, topic, kafka_partition, source_cluster) DO UPDATE
             SET last_offset = GREATEST(p.last_offset, EXCLUDED.last_offset),
                 updated_at = now()",
-        &[&group, &topics, &partitions, &offsets, &cluster],
+        &[
+            (&group, Type::TEXT),
+            (&topics, Type::TEXT_ARRAY),
+            (&partitions, Type::INT4_ARRAY),
+            (&offsets, Type::INT8_ARRAY),
+            (&cluster, Type::TEXT),
+        ],
     )
     .await
     .map_err(DbError::from_query)?;
