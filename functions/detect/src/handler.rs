@@ -24,9 +24,15 @@ pub async fn handle(
     event: LambdaEvent<KafkaEventPayload>,
 ) -> Result<DetectResponse, RetryBatch> {
     let budget = outbox_budget(detector.config().outbox_budget, event.context.deadline);
-    let outcome = detector
-        .detect(event.payload.decode(), chrono::Utc::now(), budget)
-        .await;
+    let started = std::time::Instant::now();
+    let decoded = event.payload.decode();
+    let event_decoded_ms = started.elapsed().as_secs_f64() * 1e3;
+    let outcome = detector.detect(decoded, chrono::Utc::now(), budget).await;
+    tracing::debug!(
+        event_decoded_ms,
+        detected_ms = started.elapsed().as_secs_f64() * 1e3,
+        "invocation phases"
+    );
     let s = &outcome.summary;
     tracing::info!(
         request_id = %event.context.request_id,

@@ -15,7 +15,13 @@ pub use pipeline::{DetectOutcome, DetectSummary, Detector};
 /// Builds the function's clients from the environment, once per sandbox.
 pub async fn from_env() -> anyhow::Result<Detector> {
     let config = DetectConfig::from_env()?;
-    let clients =
-        logpipe_lambda::Clients::from_env(&config.function_name, config.message_timeout).await?;
+    // The outbox is published and every ack awaited before the batch can
+    // answer: lingering would only delay it.
+    let clients = logpipe_lambda::Clients::from_env(
+        &config.function_name,
+        config.message_timeout,
+        logpipe_kafka::settings::AWAITED_BURST_LINGER_MS,
+    )
+    .await?;
     Ok(Detector::new(config, clients.db, clients.publisher))
 }

@@ -19,8 +19,12 @@ pub async fn from_env() -> anyhow::Result<Ingestor> {
     let config = IngestConfig::from_env()?;
     let registry_settings =
         logpipe_registry::RegistrySettings::from_lookup(|k| std::env::var(k).ok())?;
-    let clients =
-        logpipe_lambda::Clients::from_env(&config.function_name, config.message_timeout).await?;
+    let clients = logpipe_lambda::Clients::from_env(
+        &config.function_name,
+        config.message_timeout,
+        logpipe_kafka::settings::DEFAULT_LINGER_MS,
+    )
+    .await?;
     let registry = logpipe_registry::Registry::from_settings(&registry_settings).await?;
     Ok(Ingestor::new(config, clients.db, clients.publisher)
         .with_registry(std::sync::Arc::new(registry)))

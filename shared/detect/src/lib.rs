@@ -43,6 +43,11 @@ pub fn entity_of(record: &LogRecord) -> String {
     record.entity()
 }
 
+/// [`entity_of`], borrowed from the record.
+pub fn entity_name_of(record: &LogRecord) -> &str {
+    record.entity_name()
+}
+
 /// The record id (Kafka coordinates) if the record has one.
 pub fn record_id_of(record: &LogRecord) -> Option<String> {
     record.kafka.as_ref().map(|k| k.record_id())

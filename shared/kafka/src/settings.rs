@@ -12,7 +12,7 @@
 //! | `KAFKA_SSL_CA_LOCATION` | CA bundle to verify brokers (default: system store) |
 //! | `KAFKA_SSL_CERTIFICATE_LOCATION`, `KAFKA_SSL_KEY_LOCATION`, `KAFKA_SSL_KEY_PASSWORD` | client certificate for mutual TLS |
 //! | `KAFKA_CLIENT_ID` | client id (default: the function name) |
-//! | `KAFKA_LINGER_MS` | producer `linger.ms`, 0..=900000 (default 5) |
+//! | `KAFKA_LINGER_MS` | producer `linger.ms`, 0..=900000 (default 5; the detect function: 0) |
 //! | `KAFKA_COMPRESSION` | producer `compression.type`: `none`, `gzip`, `snappy`, `lz4` (default), `zstd` |
 //! | `KAFKA_QUEUE_MAX_KBYTES` | producer `queue.buffering.max.kbytes`, 1..=2147483647 (default 65536) |
 
@@ -100,6 +100,11 @@ impl Compression {
 /// lone message noticeably; lz4 is cheap on CPU; 64 MiB of queue holds a
 /// full 6 MB Lambda batch many times over.
 pub const DEFAULT_LINGER_MS: u32 = 5;
+/// For a producer that sends a burst and then waits for every ack before it
+/// can answer (the detect function's outbox): there is nothing more to wait
+/// for, so a linger would only delay the acks. Messages queued while a
+/// request is in flight are still batched.
+pub const AWAITED_BURST_LINGER_MS: u32 = 0;
 pub const DEFAULT_COMPRESSION: Compression = Compression::Lz4;
 pub const DEFAULT_QUEUE_MAX_KBYTES: u32 = 65536;
 
@@ -165,9 +170,30 @@ impl KafkaSettings {
         Self::from_lookup(default_client_id, |k| std::env::var(k).ok())
     }
 
+    /// [`from_env`](Self::from_env) with another default for
+    /// `KAFKA_LINGER_MS` (e.g. [`AWAITED_BURST_LINGER_MS`]).
+    pub fn from_env_with_linger(
+        default_client_id: &str,
+        default_linger_ms: u32,
+    ) -> Result<Self, SettingsError> {
+        Self::from_lookup_with_linger(default_client_id, default_linger_ms, |k| {
+            std::env::var(k).ok()
+        })
+    }
+
     /// Same as [`from_env`](Self::from_env) over any key lookup (tests).
     pub fn from_lookup(
         default_client_id: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        Self::from_lookup_with_linger(default_client_id, DEFAULT_LINGER_MS, get)
+    }
+
+    /// Same as [`from_env_with_linger`](Self::from_env_with_linger) over any
+    /// key lookup.
+    pub fn from_lookup_with_linger(
+        default_client_id: &str,
+        default_linger_ms: u32,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
@@ -232,7 +258,7 @@ impl KafkaSettings {
                     .into(),
             ));
         }
-        let linger_ms = bounded(get, "KAFKA_LINGER_MS", 0..=900_000, DEFAULT_LINGER_MS)?;
+        let linger_ms = bounded(get, "KAFKA_LINGER_MS", 0..=900_000, default_linger_ms)?;
         let compression = match get("KAFKA_COMPRESSION") {
             Some(c) => Compression::parse(&c)?,
             None => DEFAULT_COMPRESSION,
@@ -441,6 +467,36 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.compression, Compression::Lz4);
+    }
+
+    #[test]
+    fn a_function_may_bring_its_own_linger_default_and_the_variable_still_wins() {
+        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let own = AWAITED_BURST_LINGER_MS;
+        let unset = KafkaSettings::from_lookup_with_linger(
+            "detect",
+            own,
+            lookup(&[("KAFKA_BOOTSTRAP_SERVERS", "b:9092")]),
+        )
+        .unwrap();
+        assert_eq!(unset.linger_ms, 0);
+        let set = KafkaSettings::from_lookup_with_linger(
+            "detect",
+            own,
+            lookup(&[
+                ("KAFKA_BOOTSTRAP_SERVERS", "b:9092"),
+                ("KAFKA_LINGER_MS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(set.linger_ms, 7);
     }
 
     #[test]

@@ -38,12 +38,15 @@ impl Clients {
     /// Reads the database and Kafka settings (`DB_*`, `DATABASE_URL`,
     /// `KAFKA_*`), fetching secrets from Secrets Manager only when one is
     /// configured.
+    /// `default_linger_ms`: the producer's `linger.ms` unless
+    /// `KAFKA_LINGER_MS` says otherwise.
     pub async fn from_env(
         function_name: &str,
         message_timeout: Duration,
+        default_linger_ms: u32,
     ) -> Result<Self, WiringError> {
         let db_settings = DbSettings::from_env(function_name)?;
-        let kafka_settings = KafkaSettings::from_env(function_name)?;
+        let kafka_settings = KafkaSettings::from_env_with_linger(function_name, default_linger_ms)?;
         let needs_secrets = matches!(db_settings.source, DbSource::Secret { .. })
             || matches!(kafka_settings.credentials, SaslCredentials::Secret { .. });
         let secrets = if needs_secrets {

@@ -196,8 +196,10 @@ impl LogRecord {
     /// skipped (detection never reads it) and of `attributes` only
     /// [`KAFKA_KEY_ATTRIBUTE`] is kept (what [`LogRecord::entity`] reads).
     /// The two are about half of a forward's bytes, and building them was
-    /// most of detect's decoding. Accepts and refuses exactly what the full
-    /// `Deserialize` does.
+    /// most of detect's decoding. Of `http`, the text fields (method, path,
+    /// protocol, referrer, user agent) are checked but left `None`:
+    /// detection reads only the status, bytes and latency. Accepts and
+    /// refuses exactly what the full `Deserialize` does.
     pub fn from_json_for_detection(json: &[u8]) -> serde_json::Result<LogRecord> {
         #[derive(Deserialize)]
         struct Lean {
@@ -207,7 +209,7 @@ impl LogRecord {
             host: Option<String>,
             level: Option<Level>,
             message: String,
-            http: Option<HttpFields>,
+            http: Option<LeanHttp>,
             metrics: BTreeMap<String, f64>,
             attributes: KafkaKeyOnly,
             #[allow(dead_code)]
@@ -222,7 +224,13 @@ impl LogRecord {
             host: lean.host,
             level: lean.level,
             message: lean.message,
-            http: lean.http,
+            http: lean.http.map(|h| HttpFields {
+                status: h.status,
+                bytes: h.bytes,
+                client_ip: h.client_ip,
+                latency_ms: h.latency_ms,
+                ..HttpFields::default()
+            }),
             metrics: lean.metrics,
             attributes: lean.attributes.0,
             raw: String::new(),
@@ -236,6 +244,11 @@ impl LogRecord {
     /// [`KAFKA_KEY_ATTRIBUTE`] attribute: producers commonly key by system),
     /// then to its topic, and only then to "unknown". Blank names are skipped.
     pub fn entity(&self) -> String {
+        self.entity_name().to_string()
+    }
+
+    /// [`LogRecord::entity`], borrowed from the record (no allocation).
+    pub fn entity_name(&self) -> &str {
         let record = self;
         fn named(s: &Option<String>) -> Option<&str> {
             s.as_deref().filter(|s| !s.trim().is_empty())
@@ -262,7 +275,41 @@ impl LogRecord {
                     .filter(|s| !s.trim().is_empty())
             })
             .unwrap_or("unknown")
-            .to_string()
+    }
+}
+
+/// [`HttpFields`] as detection reads them: the text fields are checked to be
+/// strings (or null) and not kept.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct LeanHttp {
+    method: Option<UnkeptString>,
+    path: Option<UnkeptString>,
+    protocol: Option<UnkeptString>,
+    status: Option<u16>,
+    bytes: Option<i64>,
+    referrer: Option<UnkeptString>,
+    user_agent: Option<UnkeptString>,
+    client_ip: Option<IpAddr>,
+    latency_ms: Option<f64>,
+}
+
+/// A JSON string, read without allocating and then forgotten.
+struct UnkeptString;
+
+impl<'de> Deserialize<'de> for UnkeptString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = UnkeptString;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<UnkeptString, E> {
+                Ok(UnkeptString)
+            }
+        }
+        deserializer.deserialize_str(Visit)
     }
 }
 
@@ -349,6 +396,10 @@ mod detection_decode_tests {
         assert_eq!(lean.entity(), full.entity());
         full.raw.clear();
         full.attributes.retain(|k, _| k == KAFKA_KEY_ATTRIBUTE);
+        let http = full.http.as_mut().unwrap();
+        assert!(http.method.is_some() && http.path.is_some());
+        (http.method, http.path, http.protocol) = (None, None, None);
+        (http.referrer, http.user_agent) = (None, None);
         assert_eq!(lean, full);
     }
 
@@ -368,6 +419,21 @@ mod detection_decode_tests {
             {
                 let mut v = full_json();
                 v["event_time"] = serde_json::json!("yesterday");
+                v
+            },
+            {
+                let mut v = full_json();
+                v["http"]["path"] = serde_json::json!(42);
+                v
+            },
+            {
+                let mut v = full_json();
+                v["http"]["client_ip"] = serde_json::json!("not an address");
+                v
+            },
+            {
+                let mut v = full_json();
+                v["http"]["status"] = serde_json::json!(70000);
                 v
             },
         ];
