@@ -11,11 +11,11 @@ use logpipe_lambda::InitChecks;
 async fn main() -> Result<(), Error> {
     logpipe_telemetry::init_json_logs();
     let ingestor = Arc::new(ingest::from_env().await?);
-    // Migrate and check topics in the background from init on, side by
-    // side, so misconfiguration shows up in the first log lines without
-    // delaying the first `next`; the first invocation waits for them. Neither
-    // is fatal (the first batch retries the migration, the broker may come
-    // back).
+    // Check the schema version (or migrate, with RUN_MIGRATIONS=true) and
+    // the topics in the background from init on, side by side, so
+    // misconfiguration shows up in the first log lines without delaying the
+    // first `next`; the first invocation waits for them. Neither is fatal
+    // (the first batch checks the schema again, the broker may come back).
     let checks = InitChecks::spawn({
         let ingestor = Arc::clone(&ingestor);
         async move {
