@@ -25,7 +25,6 @@
 //!   be read, from its own fields or else from its `"<topic>-<partition>"`
 //!   map key, so its dead letter says where it came from.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine;
@@ -165,7 +164,7 @@ impl KafkaEventPayload {
             self.event_source_arn.as_deref(),
             self.bootstrap_servers.as_deref(),
         );
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(self.records.values().map(Vec::len).sum());
         for (key, list) in self.records {
             let (key_topic, key_partition) = split_partition_key(&key);
             for (index, raw) in list.into_iter().enumerate() {
@@ -277,10 +276,14 @@ fn lenient_i64(field: Option<&Value>) -> Field<i64> {
     read.map_or(Field::Unreadable, Field::Read)
 }
 
-/// A key or value as it arrived: text (base64, borrowed from the event when
-/// it has no JSON escapes), or the JSON of something that is not a string.
+/// A key or value as it arrived: a JSON string (base64), or the JSON of
+/// something that is not a string.
 enum Encoded<'a> {
-    Text(Cow<'a, str>),
+    /// A string's contents as they stand in the event, JSON escapes and all
+    /// (borrowed: no copy of what may be megabytes of base64).
+    Json(&'a str),
+    /// A string with its escapes resolved.
+    Text(String),
     NotText(String),
 }
 
@@ -291,16 +294,9 @@ impl<'a> Encoded<'a> {
         if text == "null" {
             return None;
         }
+        // The event's parse has validated the string.
         if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            // The event's parse has validated the string: without a
-            // backslash its text is the value (found without a second scan
-            // of a value that may be megabytes of base64).
-            if !inner.contains('\\') {
-                return Some(Self::Text(Cow::Borrowed(inner)));
-            }
-            if let Ok(s) = serde_json::from_str::<String>(text) {
-                return Some(Self::Text(Cow::Owned(s)));
-            }
+            return Some(Self::Json(inner));
         }
         Some(Self::NotText(
             serde_json::from_str::<Value>(text)
@@ -311,10 +307,32 @@ impl<'a> Encoded<'a> {
     fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Null => None,
-            Value::String(s) => Some(Self::Text(Cow::Owned(s))),
+            Value::String(s) => Some(Self::Text(s)),
             other => Some(Self::NotText(other.to_string())),
         }
     }
+}
+
+/// A string's base64 decoded, or the string (escapes resolved) with why it
+/// is not base64.
+fn decode_string(encoded: Encoded<'_>) -> Result<Vec<u8>, (String, base64::DecodeError)> {
+    let text = match encoded {
+        Encoded::Json(inner) => {
+            // The base64 alphabet has no backslash: text with an escape
+            // never passes here, so what does is the string itself.
+            if let Ok(bytes) = base64_simd::STANDARD.decode_to_vec(inner) {
+                return Ok(bytes);
+            }
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(&format!("\"{inner}\""))
+                    .unwrap_or_else(|_| inner.to_string())
+            } else {
+                inner.to_string()
+            }
+        }
+        Encoded::Text(text) | Encoded::NotText(text) => text,
+    };
+    decode_base64(&text).map_err(|e| (text, e))
 }
 
 /// Decodes base64 leniently (see the module documentation). Canonical
@@ -452,36 +470,26 @@ fn decode_record(
     }
     match fields.value {
         None => {}
-        Some(Encoded::Text(text)) => match decode_base64(&text) {
-            Ok(v) => record.value = Some(v),
-            Err(e) => {
-                // Keep the undecodable text itself so the DLQ holds what arrived.
-                record.value = Some(text.into_owned().into_bytes());
-                problems.push(RecordError {
-                    class: "invalid_base64",
-                    message: format!("record value is not valid base64: {e}"),
-                });
-            }
-        },
         Some(Encoded::NotText(_)) => {
             record.value = Some(raw.get().as_bytes().to_vec());
             problems.push(malformed(format!(
                 "record #{index} has a value that is not a string"
             )));
         }
-    }
-    match fields.key {
-        None => {}
-        Some(Encoded::Text(text)) => match decode_base64(&text) {
-            Ok(k) => record.key = Some(k),
-            Err(e) => {
-                record.key_error = Some(KeyError {
+        Some(text) => match decode_string(text) {
+            Ok(v) => record.value = Some(v),
+            Err((text, e)) => {
+                // Keep the undecodable text itself so the DLQ holds what arrived.
+                record.value = Some(text.into_bytes());
+                problems.push(RecordError {
                     class: "invalid_base64",
-                    message: format!("record key is not valid base64: {e}"),
-                    raw: text.into_owned(),
+                    message: format!("record value is not valid base64: {e}"),
                 });
             }
         },
+    }
+    match fields.key {
+        None => {}
         Some(Encoded::NotText(json)) => {
             record.key_error = Some(KeyError {
                 class: "malformed_envelope",
@@ -489,6 +497,16 @@ fn decode_record(
                 raw: json,
             });
         }
+        Some(text) => match decode_string(text) {
+            Ok(k) => record.key = Some(k),
+            Err((text, e)) => {
+                record.key_error = Some(KeyError {
+                    class: "invalid_base64",
+                    message: format!("record key is not valid base64: {e}"),
+                    raw: text,
+                });
+            }
+        },
     }
     match fields.headers {
         None | Some(Value::Null) => {}

@@ -216,7 +216,10 @@ impl LogRecord {
             raw: serde::de::IgnoredAny,
             kafka: Option<KafkaCoordinates>,
         }
-        let lean: Lean = serde_json::from_slice(json)?;
+        let lean: Lean = match std::str::from_utf8(json) {
+            Ok(text) => serde_json::from_str(text)?,
+            Err(_) => serde_json::from_slice(json)?,
+        };
         Ok(LogRecord {
             event_time: lean.event_time,
             source_type: lean.source_type,
