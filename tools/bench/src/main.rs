@@ -518,8 +518,14 @@ async fn e2e_bench(stack: &LocalStack) -> Result<()> {
     })
     .await?;
 
-    // Steady traffic: E2E_RATE_PER_S records a second, in ticks.
-    let measured_from = chrono::Utc::now();
+    // Steady traffic: E2E_RATE_PER_S records a second, in ticks. Kafka
+    // timestamps are whole milliseconds: the start is too (a record sent in
+    // the same millisecond would otherwise fall before it), and comes
+    // later than the last warm-up record's millisecond.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let now = chrono::Utc::now();
+    let measured_from =
+        chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
     let per_tick = E2E_RATE_PER_S * E2E_TICK_MS / 1000;
     let mut ticker = tokio::time::interval(Duration::from_millis(E2E_TICK_MS as u64));
     let mut deliveries = Vec::with_capacity(total);
