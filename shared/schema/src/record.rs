@@ -297,25 +297,6 @@ struct LeanHttp {
     latency_ms: Option<f64>,
 }
 
-/// A JSON string, read without allocating and then forgotten.
-struct UnkeptString;
-
-impl<'de> Deserialize<'de> for UnkeptString {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl serde::de::Visitor<'_> for Visit {
-            type Value = UnkeptString;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<UnkeptString, E> {
-                Ok(UnkeptString)
-            }
-        }
-        deserializer.deserialize_str(Visit)
-    }
-}
-
 /// An attributes object reduced to its [`KAFKA_KEY_ATTRIBUTE`] entry; every
 /// other value is skipped unbuilt (but must still be valid JSON).
 struct KafkaKeyOnly(serde_json::Map<String, serde_json::Value>);
@@ -333,8 +314,8 @@ impl<'de> Deserialize<'de> for KafkaKeyOnly {
                 mut map: A,
             ) -> Result<KafkaKeyOnly, A::Error> {
                 let mut kept = serde_json::Map::new();
-                while let Some(IsKafkaKey(wanted)) = map.next_key()? {
-                    if wanted {
+                while let Some(name) = map.next_key::<UnkeptString>()? {
+                    if name.is_kafka_key {
                         kept.insert(KAFKA_KEY_ATTRIBUTE.to_string(), map.next_value()?);
                     } else {
                         map.next_value::<serde::de::IgnoredAny>()?;
@@ -347,20 +328,24 @@ impl<'de> Deserialize<'de> for KafkaKeyOnly {
     }
 }
 
-/// Whether an attribute's name is [`KAFKA_KEY_ATTRIBUTE`], read without
-/// allocating the name.
-struct IsKafkaKey(bool);
+/// A JSON string read without allocating and then forgotten, but for
+/// whether it is [`KAFKA_KEY_ATTRIBUTE`] (asked of attribute names).
+struct UnkeptString {
+    is_kafka_key: bool,
+}
 
-impl<'de> Deserialize<'de> for IsKafkaKey {
+impl<'de> Deserialize<'de> for UnkeptString {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
         impl serde::de::Visitor<'_> for Visit {
-            type Value = IsKafkaKey;
+            type Value = UnkeptString;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an attribute name")
+                f.write_str("a string")
             }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<IsKafkaKey, E> {
-                Ok(IsKafkaKey(name == KAFKA_KEY_ATTRIBUTE))
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<UnkeptString, E> {
+                Ok(UnkeptString {
+                    is_kafka_key: text == KAFKA_KEY_ATTRIBUTE,
+                })
             }
         }
         deserializer.deserialize_str(Visit)
